@@ -223,6 +223,10 @@ std::string_view to_string(login_failure_reason r) noexcept {
     return "bad_admin_key";
   case login_failure_reason::unavailable:
     return "unavailable";
+  case login_failure_reason::rejected:
+    return "rejected";
+  case login_failure_reason::missing_device:
+    return "missing_device";
   }
   return "unknown";
 }

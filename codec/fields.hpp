@@ -58,7 +58,7 @@ constexpr bool valid(message_status x) noexcept {
 
 constexpr bool valid(login_failure_reason x) noexcept {
   auto v = static_cast<uint8_t>(x);
-  return v >= 1 && v <= 11;
+  return v >= 1 && v <= 13;
 }
 
 constexpr bool valid(goodbye_reason x) noexcept {

@@ -183,6 +183,8 @@ enum class login_failure_reason : uint8_t {
   rate_limited = 9,        ///< Too many failed logins; wait and retry.
   bad_admin_key = 10,      ///< Admin login with a wrong key.
   unavailable = 11,        ///< The server is shutting down or overloaded.
+  rejected = 12,           ///< Refused by the login hook (see the text).
+  missing_device = 13,     ///< The hello carried no device id.
 };
 
 /// Lower-case name of a login failure reason, or "unknown".

@@ -1,0 +1,39 @@
+#pragma once
+
+// What every server actor shares: options, the store (for reads), the TLS
+// context, the hooks, the logger and the handles of the shared actors.
+// Built once by server::start before the first connection is accepted and
+// immutable afterwards.
+
+#include "actors/server/dispatcher.hpp"
+#include "actors/server/storage.hpp"
+#include "actors/tls/tls.hpp"
+#include "store/server_store.hpp"
+
+#include <parley/server.hpp>
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <memory>
+
+namespace parley::srv {
+
+struct context {
+  server_options opts;
+  std::shared_ptr<store::server_store> store;
+  std::shared_ptr<tls::context> tls;
+  std::shared_ptr<server_hooks> hooks;
+  std::shared_ptr<spdlog::logger> log;
+  std::string admin_key;
+  storage_actor storage;
+  dispatcher_actor dispatcher;
+  std::atomic<bool> stopping{false};
+};
+
+using context_ptr = std::shared_ptr<context>;
+
+/// Milliseconds since the Unix epoch (server time stamps everything).
+uint64_t now_ms();
+
+} // namespace parley::srv

@@ -1,0 +1,77 @@
+#pragma once
+
+// Atoms and message types exchanged by the server's actors. Everything that
+// crosses an actor boundary is a plain struct with an inspect() overload, so
+// a forgotten registration shows up in the round-trip test
+// (tests/actors/messages_test.cpp), not across a network link later.
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace parley::srv {
+
+/// Raw bytes: ciphertext between connection and session, encoded frames.
+using bytes = std::vector<uint8_t>;
+
+// -- atoms (at most 10 characters)
+// -------------------------------------------------
+
+using data_atom = caf::atom_constant<caf::atom("data")>;
+using written_atom = caf::atom_constant<caf::atom("written")>;
+using close_atom = caf::atom_constant<caf::atom("close")>;
+using closed_atom = caf::atom_constant<caf::atom("closed")>;
+using append_atom = caf::atom_constant<caf::atom("append")>;
+using ack_atom = caf::atom_constant<caf::atom("ack")>;
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using admin_atom = caf::atom_constant<caf::atom("admin")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using register_atom = caf::atom_constant<caf::atom("register")>;
+using unregister_atom = caf::atom_constant<caf::atom("unregist")>;
+using log_atom = caf::atom_constant<caf::atom("log")>;
+using realtime_atom = caf::atom_constant<caf::atom("realtime")>;
+using kick_atom = caf::atom_constant<caf::atom("kick")>;
+using count_atom = caf::atom_constant<caf::atom("count")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+
+// -- storage requests
+// ----------------------------------------------------------------
+
+/// A session asks the storage actor to append a 1:1 message.
+struct append_request {
+  uint64_t sender_uid = 0;
+  std::string app_id;
+  std::string sender;
+  std::string device;
+  bytes send_body; ///< Body of the codec::send frame, as received.
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, append_request& x) {
+  return f(caf::meta::type_name("append_request"), x.sender_uid, x.app_id,
+           x.sender, x.device, x.send_body);
+}
+
+/// What became of an append (store::append_outcome, flattened).
+struct append_reply {
+  uint8_t status = 0; ///< codec::message_status
+  std::string text;
+  bool duplicate = false;
+  uint64_t sender_seq = 0;
+  uint64_t receiver_uid = 0;
+  uint64_t receiver_seq = 0;
+  uint64_t ts_ms = 0;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, append_reply& x) {
+  return f(caf::meta::type_name("append_reply"), x.status, x.text, x.duplicate,
+           x.sender_seq, x.receiver_uid, x.receiver_seq, x.ts_ms);
+}
+
+} // namespace parley::srv

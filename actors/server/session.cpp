@@ -1,0 +1,631 @@
+#include "actors/server/session.hpp"
+
+#include "actors/server/context.hpp"
+#include "codec/codec.hpp"
+
+#include <caf/all.hpp>
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace parley::srv {
+
+namespace {
+
+using namespace std::chrono;
+
+enum class phase { handshake, user, admin, closing };
+
+struct session_state {
+  std::shared_ptr<context> ctx;
+  caf::actor conn;
+  std::string peer_addr;
+  std::unique_ptr<tls::stream> tls;
+  codec::frame_parser parser;
+  phase ph = phase::handshake;
+  // identity, after login
+  uint64_t uid = 0;
+  std::string app;
+  std::string address;
+  std::string device;
+  std::string token_id;
+  // delivery state: the log is streamed in order from the device's cursor
+  uint32_t window = 0;
+  uint64_t sent_upto = 0;      ///< Highest seq streamed (or skipped).
+  uint64_t last_delivered = 0; ///< Highest seq actually sent.
+  uint64_t acked = 0;          ///< Highest seq the device acknowledged.
+  uint64_t outstanding = 0;    ///< Bytes handed to the connection, unwritten.
+  // buffers reused across handlers
+  codec::buffer out;
+  tls::bytes cipher;
+  tls::bytes plain;
+  codec::frame frame;
+  codec::message scratch;
+  std::vector<store::log_record> records;
+  steady_clock::time_point started = steady_clock::now();
+  steady_clock::time_point last_rx = steady_clock::now();
+  static inline const char* name = "parley.session";
+};
+
+using session_ptr = caf::stateful_actor<session_state>*;
+
+template<class Frame>
+void put(session_ptr self, const Frame& f) {
+  codec::encode(f, self->state.out);
+}
+
+/// Encrypts what handlers queued in `out` and hands it to the connection.
+void flush_out(session_ptr self) {
+  auto& st = self->state;
+  if (!st.out.empty() && st.tls) {
+    if (auto s = st.tls->send(st.out.data(), st.out.size(), st.cipher); !s)
+      st.ctx->log->debug("session {}: {}", st.peer_addr, s.to_string());
+    st.out.clear();
+  }
+  if (!st.cipher.empty()) {
+    st.outstanding += st.cipher.size();
+    self->send(st.conn, data_atom::value, std::move(st.cipher));
+    st.cipher = tls::bytes{};
+  }
+}
+
+void unregister(session_ptr self) {
+  auto& st = self->state;
+  if (st.ph == phase::user)
+    self->send(st.ctx->dispatcher, unregister_atom::value, st.uid, st.device,
+               caf::actor_cast<caf::actor>(self));
+}
+
+/// Ends the session: optional goodbye, flush, close the socket, quit.
+void close(session_ptr self, std::optional<codec::goodbye> bye) {
+  auto& st = self->state;
+  if (st.ph == phase::closing)
+    return;
+  if (bye && st.tls && st.tls->established())
+    put(self, *bye);
+  flush_out(self); // encrypt what is queued before the close_notify
+  if (st.tls && st.tls->established()) {
+    st.tls->shutdown(st.cipher);
+    flush_out(self);
+  }
+  unregister(self);
+  st.ph = phase::closing;
+  self->send(st.conn, close_atom::value);
+  self->quit();
+}
+
+void protocol_error(session_ptr self, std::string text) {
+  self->state.ctx->log->info("session {}: protocol error: {}",
+                             self->state.peer_addr, text);
+  close(self,
+        codec::goodbye{codec::goodbye_reason::protocol_error, std::move(text)});
+}
+
+void login_failed(session_ptr self, codec::login_failure_reason reason,
+                  std::string text) {
+  auto& st = self->state;
+  st.ctx->log->info("session {}: login failed ({}): {}", st.peer_addr,
+                    codec::to_string(reason), text);
+  put(self, codec::login_failed{reason, std::move(text)});
+  close(self, std::nullopt);
+}
+
+std::string explain(codec::login_failure_reason r, const std::string& app) {
+  using lr = codec::login_failure_reason;
+  switch (r) {
+  case lr::unknown_token:
+    return "the access token is not known to app '" + app +
+           "': pass the user's access token (from 'parley admin user "
+           "add'), not the app id or the admin key";
+  case lr::other_app:
+    return "this access token was issued for another app, not '" + app +
+           "': pass the app id the token belongs to";
+  case lr::expired:
+    return "the access token expired: ask your backend for a new one "
+           "('parley admin token add')";
+  case lr::revoked:
+    return "the access token was revoked: ask your backend for a new one";
+  case lr::user_disabled:
+    return "the user is disabled on this server: ask its administrator";
+  case lr::unknown_app:
+    return "there is no app '" + app +
+           "' on this server: check the app id ('parley admin app "
+           "add' creates one)";
+  default:
+    return std::string{codec::to_string(r)};
+  }
+}
+
+// -- streaming the log
+// ---------------------------------------------------------------
+
+/// Streams log records after sent_upto while the window and the write buffer
+/// allow. Expired records are skipped; an outgoing record this very device
+/// sent becomes a compact SENT status (it has the message already).
+void pump(session_ptr self) {
+  auto& st = self->state;
+  auto& opts = st.ctx->opts;
+  while (st.ph == phase::user && st.outstanding < opts.max_write_buffer) {
+    uint64_t in_flight = st.sent_upto - st.acked;
+    if (in_flight >= st.window)
+      break;
+    size_t n = std::min<uint64_t>(st.window - in_flight, 256);
+    st.records.clear();
+    if (auto s = st.ctx->store->read_log(st.uid, st.sent_upto, n, 256 * 1024,
+                                         st.records);
+        !s) {
+      st.ctx->log->error("session {}: reading the log of uid {}: {}",
+                         st.peer_addr, st.uid, s.to_string());
+      break;
+    }
+    if (st.records.empty())
+      break;
+    auto now = now_ms();
+    for (auto& r : st.records) {
+      st.sent_upto = r.seq;
+      if (r.expires_ms != 0 && r.expires_ms < now)
+        continue;
+      if (r.type == codec::frame_type::message && !r.origin_device.empty() &&
+          r.origin_device == st.device) {
+        auto& m = st.scratch;
+        if (codec::decode_body(
+              reinterpret_cast<const uint8_t*>(r.frame.data()) +
+                codec::header_size,
+              r.frame.size() - codec::header_size, m) == codec::errc::ok) {
+          put(self, codec::status_update{r.seq,
+                                         m.mid,
+                                         m.peer,
+                                         m.group_id,
+                                         {},
+                                         codec::message_status::sent,
+                                         m.ts_ms,
+                                         {}});
+          st.last_delivered = r.seq;
+        }
+        continue;
+      }
+      st.out.insert(st.out.end(), r.frame.begin(), r.frame.end());
+      st.last_delivered = r.seq;
+    }
+    // Records skipped at the tail need no storing by the device: once it
+    // acknowledged everything it was sent, the cursor moves past them.
+    if (st.acked == st.last_delivered && st.sent_upto > st.acked) {
+      st.acked = st.sent_upto;
+      self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
+    }
+    flush_out(self);
+  }
+}
+
+// -- frames of a logged-in user
+// -----------------------------------------------------
+
+void status_now(session_ptr self, const codec::send& s,
+                codec::message_status value, std::string text) {
+  put(self,
+      codec::status_update{
+        0, s.mid, s.peer, s.group_id, {}, value, now_ms(), std::move(text)});
+}
+
+void on_send(session_ptr self, codec::send& s, const uint8_t* body,
+             size_t len) {
+  auto& st = self->state;
+  if (s.group_id != 0) {
+    status_now(self, s, codec::message_status::fail,
+               "group messages are not supported by this server version yet");
+    return;
+  }
+  if (s.peer.empty()) {
+    status_now(self, s, codec::message_status::invalid_dest,
+               "a message needs a peer address or a group id");
+    return;
+  }
+  if (st.ctx->hooks) {
+    message_event ev{st.app, st.address, s.peer,    s.group_id,
+                     s.mid,  s.kind,     &s.payload};
+    auto v = st.ctx->hooks->on_message(ev);
+    if (!v.accept) {
+      status_now(self, s, codec::message_status::rejected,
+                 v.reason.empty() ? "refused by the server's message hook"
+                                  : v.reason);
+      return;
+    }
+  }
+  if (s.expiry_s == 0) {
+    // Real-time only: never stored; delivered now or USEROFFLINE.
+    auto ruid = st.ctx->store->uid_of(st.app, s.peer);
+    if (ruid == 0) {
+      status_now(self, s, codec::message_status::invalid_dest,
+                 "there is no user '" + s.peer + "' in app '" + st.app + "'");
+      return;
+    }
+    codec::message m;
+    m.ts_ms = now_ms();
+    m.sender = st.address;
+    m.peer = st.address;
+    m.mid = s.mid;
+    m.flags = s.flags;
+    m.kind = s.kind;
+    m.in_reply_to = s.in_reply_to;
+    m.payload = s.payload;
+    m.file = s.file;
+    codec::buffer frame;
+    codec::encode(m, frame);
+    auto mid = s.mid;
+    auto peer = s.peer;
+    self
+      ->request(st.ctx->dispatcher, caf::infinite, realtime_atom::value, ruid,
+                std::move(frame))
+      .then([=](uint32_t reached) {
+        auto value = reached > 0 ? codec::message_status::sent
+                                 : codec::message_status::user_offline;
+        put(self, codec::status_update{0,
+                                       mid,
+                                       peer,
+                                       0,
+                                       {},
+                                       value,
+                                       now_ms(),
+                                       reached > 0
+                                         ? std::string{}
+                                         : "'" + peer +
+                                             "' has no device online and the "
+                                             "message had expiry 0 (real-time "
+                                             "only): send it with an expiry to "
+                                             "store it"});
+        flush_out(self);
+      });
+    return;
+  }
+  append_request req;
+  req.sender_uid = st.uid;
+  req.app_id = st.app;
+  req.sender = st.address;
+  req.device = st.device;
+  req.send_body.assign(body, body + len);
+  auto mid = s.mid;
+  auto peer = s.peer;
+  self
+    ->request(st.ctx->storage, caf::infinite, append_atom::value,
+              std::move(req))
+    .then(
+      [=](const append_reply& rep) {
+        put(self,
+            codec::status_update{0,
+                                 mid,
+                                 peer,
+                                 0,
+                                 {},
+                                 static_cast<codec::message_status>(rep.status),
+                                 rep.ts_ms,
+                                 rep.text});
+        flush_out(self);
+      },
+      [=](caf::error& err) {
+        put(self, codec::status_update{0,
+                                       mid,
+                                       peer,
+                                       0,
+                                       {},
+                                       codec::message_status::fail,
+                                       now_ms(),
+                                       "the server's storage failed (" +
+                                         self->system().render(err) +
+                                         "): send it again"});
+        flush_out(self);
+      });
+}
+
+void on_ack(session_ptr self, uint64_t seq) {
+  auto& st = self->state;
+  if (seq > st.sent_upto) {
+    protocol_error(self, "ack of seq " + std::to_string(seq) +
+                           " beyond what was sent (" +
+                           std::to_string(st.sent_upto) + ")");
+    return;
+  }
+  if (seq <= st.acked)
+    return;
+  st.acked = seq;
+  if (st.acked == st.last_delivered)
+    st.acked = st.sent_upto; // skipped records at the tail
+  self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
+  pump(self);
+}
+
+void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
+  auto& st = self->state;
+  std::visit(
+    [&](auto& f) {
+      using T = std::decay_t<decltype(f)>;
+      if constexpr (std::is_same_v<T, codec::send>) {
+        on_send(self, f, body, len);
+      } else if constexpr (std::is_same_v<T, codec::ack>) {
+        on_ack(self, f.seq);
+      } else if constexpr (std::is_same_v<T, codec::read>) {
+        if (f.group_id != 0 || f.peer.empty())
+          return;
+        self->send(st.ctx->storage, read_atom::value, st.uid, f.peer,
+                   std::min(f.up_to_seq, st.sent_upto));
+      } else if constexpr (std::is_same_v<T, codec::ping>) {
+        put(self, codec::pong{f.nonce});
+      } else if constexpr (std::is_same_v<T, codec::pong>) {
+        // nop: any traffic keeps the session alive
+      } else if constexpr (std::is_same_v<T, codec::goodbye>) {
+        close(self, std::nullopt);
+      } else if constexpr (std::is_same_v<T, codec::hello> ||
+                           std::is_same_v<T, codec::admin_hello>) {
+        protocol_error(self, "already logged in: a second hello");
+      } else {
+        put(self, codec::server_error{
+                    status_code::failed_precondition, 0,
+                    std::string{"'"} + std::string{codec::to_string(T::type)} +
+                      "' frames are not served by this server version (or "
+                      "not to users)"});
+      }
+    },
+    st.frame);
+}
+
+// -- login
+// ------------------------------------------------------------------------
+
+void on_hello(session_ptr self, codec::hello& h) {
+  auto& st = self->state;
+  using lr = codec::login_failure_reason;
+  if (h.version > codec::protocol_version ||
+      h.version < codec::min_protocol_version) {
+    login_failed(self, lr::unsupported_version,
+                 "this server speaks protocol version " +
+                   std::to_string(codec::protocol_version) + ", the client " +
+                   std::to_string(h.version) +
+                   ": update the client or the server");
+    return;
+  }
+  if (h.device_id.empty()) {
+    login_failed(self, lr::missing_device,
+                 "the hello carried no device id: the SDK makes one; a "
+                 "hand-written client must send a stable id per device");
+    return;
+  }
+  auto tc = st.ctx->store->check_token(h.app_id, h.token, now_ms());
+  if (!tc.ok) {
+    login_failed(self, tc.reason, explain(tc.reason, h.app_id));
+    return;
+  }
+  if (st.ctx->hooks) {
+    auto v =
+      st.ctx->hooks->on_login(login_event{h.app_id, tc.address, h.device_id});
+    if (!v.accept) {
+      login_failed(self, lr::rejected,
+                   v.reason.empty() ? "refused by the server's login hook"
+                                    : v.reason);
+      return;
+    }
+  }
+  st.uid = tc.uid;
+  st.app = h.app_id;
+  st.address = tc.address;
+  st.device = h.device_id;
+  st.token_id = tc.token_id;
+  st.ph = phase::user;
+  st.window = h.window == 0 ? st.ctx->opts.window
+                            : std::min(h.window, st.ctx->opts.window);
+  st.acked = st.ctx->store->cursor(st.uid, st.device);
+  st.sent_upto = st.acked;
+  st.last_delivered = st.acked;
+  self->send(st.ctx->dispatcher, register_atom::value, st.uid, st.device,
+             caf::actor_cast<caf::actor>(self));
+  codec::login_ok ok;
+  ok.address = st.address;
+  ok.server_time_ms = now_ms();
+  ok.head_seq = st.ctx->store->head(st.uid);
+  ok.cursor = st.acked;
+  ok.max_frame = st.ctx->opts.max_frame;
+  ok.ping_interval_s = st.ctx->opts.ping_interval_s;
+  ok.window = st.window;
+  ok.server = "parleyd " PARLEY_VERSION;
+  put(self, ok);
+  st.ctx->log->debug("session {}: {}/{} device {} logged in", st.peer_addr,
+                     st.app, st.address, st.device);
+  if (tc.expires_ms != 0) {
+    auto now = now_ms();
+    auto left = tc.expires_ms > now ? tc.expires_ms - now : 0;
+    self->delayed_send(self, milliseconds(left), expire_atom::value);
+  }
+  pump(self);
+}
+
+void on_admin_hello(session_ptr self, codec::admin_hello& h) {
+  auto& st = self->state;
+  auto& key = st.ctx->admin_key;
+  bool match = h.key.size() == key.size() &&
+               CRYPTO_memcmp(h.key.data(), key.data(), key.size()) == 0;
+  if (!match) {
+    login_failed(self, codec::login_failure_reason::bad_admin_key,
+                 "wrong admin key: use the one in the server's data "
+                 "directory (admin.key) or PARLEY_ADMIN_KEY");
+    return;
+  }
+  st.ph = phase::admin;
+  codec::login_ok ok;
+  ok.address = "admin";
+  ok.server_time_ms = now_ms();
+  ok.max_frame = st.ctx->opts.max_frame;
+  ok.ping_interval_s = st.ctx->opts.ping_interval_s;
+  ok.server = "parleyd " PARLEY_VERSION;
+  put(self, ok);
+}
+
+void on_admin_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
+                    size_t len) {
+  auto& st = self->state;
+  if (t == codec::frame_type::ping) {
+    put(self, codec::pong{std::get<codec::ping>(st.frame).nonce});
+    return;
+  }
+  if (t == codec::frame_type::goodbye) {
+    close(self, std::nullopt);
+    return;
+  }
+  if (static_cast<uint8_t>(t) < 0x60 || static_cast<uint8_t>(t) > 0x6f) {
+    protocol_error(self, "an admin connection sends admin frames only");
+    return;
+  }
+  self
+    ->request(st.ctx->storage, caf::infinite, admin_atom::value,
+              static_cast<uint8_t>(t), bytes(body, body + len))
+    .then([=](bytes& answer) {
+      auto& s = self->state;
+      s.out.insert(s.out.end(), answer.begin(), answer.end());
+      flush_out(self);
+    });
+}
+
+// -- bytes in
+// ------------------------------------------------------------------------
+
+void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
+              size_t len) {
+  auto& st = self->state;
+  if (st.ph == phase::closing)
+    return;
+  if (auto e = codec::decode(t, body, len, st.frame); e != codec::errc::ok) {
+    protocol_error(self, codec::to_status(e, codec::to_string(t)).message());
+    return;
+  }
+  switch (st.ph) {
+  case phase::handshake:
+    if (t == codec::frame_type::hello)
+      on_hello(self, std::get<codec::hello>(st.frame));
+    else if (t == codec::frame_type::admin_hello)
+      on_admin_hello(self, std::get<codec::admin_hello>(st.frame));
+    else
+      protocol_error(self, "the first frame must be hello or admin_hello");
+    break;
+  case phase::user:
+    on_user_frame(self, body, len);
+    break;
+  case phase::admin:
+    on_admin_frame(self, t, body, len);
+    break;
+  case phase::closing:
+    break;
+  }
+}
+
+void on_data(session_ptr self, const bytes& ciphertext) {
+  auto& st = self->state;
+  if (st.ph == phase::closing)
+    return;
+  st.last_rx = steady_clock::now();
+  st.plain.clear();
+  auto s =
+    st.tls->receive(ciphertext.data(), ciphertext.size(), st.plain, st.cipher);
+  if (!s) {
+    st.ctx->log->debug("session {}: TLS: {}", st.peer_addr, s.to_string());
+    close(self, std::nullopt); // alerts in st.cipher still go out
+    return;
+  }
+  if (!st.plain.empty()) {
+    auto e =
+      st.parser.feed(st.plain.data(), st.plain.size(),
+                     [&](codec::frame_type t, const uint8_t* body, size_t len) {
+                       on_frame(self, t, body, len);
+                       return st.ph != phase::closing;
+                     });
+    if (e != codec::errc::ok && st.ph != phase::closing) {
+      protocol_error(self, codec::to_status(e, "frame").message());
+      return;
+    }
+  }
+  flush_out(self);
+}
+
+void on_tick(session_ptr self) {
+  auto& st = self->state;
+  auto now = steady_clock::now();
+  auto& opts = st.ctx->opts;
+  if (st.ph == phase::handshake &&
+      now - st.started > seconds(opts.login_timeout_s)) {
+    st.ctx->log->info("session {}: no login within {} s", st.peer_addr,
+                      opts.login_timeout_s);
+    close(self, std::nullopt);
+    return;
+  }
+  if (now - st.last_rx > seconds(opts.idle_timeout_s)) {
+    close(self, codec::goodbye{codec::goodbye_reason::idle,
+                               "no traffic for " +
+                                 std::to_string(opts.idle_timeout_s) +
+                                 " s: ping more often"});
+    return;
+  }
+  auto every = st.ph == phase::handshake
+                 ? seconds(1)
+                 : seconds(std::max<uint32_t>(1, opts.ping_interval_s));
+  self->delayed_send(self, every, tick_atom::value);
+}
+
+} // namespace
+
+caf::actor make_session_actor(caf::actor_system& sys, caf::actor connection,
+                              std::shared_ptr<context> ctx,
+                              std::string peer_addr) {
+  auto fn = [](session_ptr self, caf::actor conn, std::shared_ptr<context> c,
+               std::string peer) -> caf::behavior {
+    auto& st = self->state;
+    st.conn = std::move(conn);
+    st.ctx = std::move(c);
+    st.peer_addr = std::move(peer);
+    st.parser = codec::frame_parser{st.ctx->opts.max_frame};
+    st.tls = std::make_unique<tls::stream>(st.ctx->tls);
+    self->send(self, tick_atom::value);
+    return {
+      [=](data_atom, const bytes& ciphertext) { on_data(self, ciphertext); },
+      [=](written_atom, uint64_t n) {
+        auto& s = self->state;
+        s.outstanding = n > s.outstanding ? 0 : s.outstanding - n;
+        pump(self);
+      },
+      [=](closed_atom) {
+        unregister(self);
+        self->state.ph = phase::closing;
+        self->quit();
+      },
+      [=](log_atom) { pump(self); },
+      [=](realtime_atom, const bytes& frame) {
+        auto& s = self->state;
+        if (s.ph != phase::user)
+          return;
+        s.out.insert(s.out.end(), frame.begin(), frame.end());
+        flush_out(self);
+      },
+      [=](kick_atom, uint8_t reason, std::string& text) {
+        auto& s = self->state;
+        auto r = static_cast<codec::goodbye_reason>(reason);
+        // A revocation of one token ends only the sessions that used it.
+        if (r == codec::goodbye_reason::auth_revoked &&
+            s.ctx->store->token_valid(s.token_id, now_ms()))
+          return;
+        close(self, codec::goodbye{r, std::move(text)});
+      },
+      [=](expire_atom) {
+        close(self, codec::goodbye{codec::goodbye_reason::auth_revoked,
+                                   "the access token expired: log in again "
+                                   "with a new one"});
+      },
+      [=](shutdown_atom) {
+        close(self, codec::goodbye{codec::goodbye_reason::shutdown,
+                                   "the server is shutting down: reconnect "
+                                   "later"});
+      },
+      [=](tick_atom) { on_tick(self); },
+    };
+  };
+  return sys.spawn(fn, std::move(connection), std::move(ctx),
+                   std::move(peer_addr));
+}
+
+} // namespace parley::srv

@@ -1,0 +1,249 @@
+#include "actors/server/storage.hpp"
+
+#include "actors/server/context.hpp"
+#include "codec/codec.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace parley::srv {
+
+namespace {
+
+struct storage_state {
+  std::shared_ptr<context> ctx;
+  std::vector<store::write_op> ops;
+  std::vector<caf::typed_response_promise<append_reply>> promises;
+  std::vector<size_t> promise_index; ///< ops index of each promise.
+  bool flush_scheduled = false;
+  std::vector<store::write_outcome> outcomes;
+  std::vector<uint64_t> touched;
+  uint64_t batches = 0;
+  uint64_t batched_ops = 0;
+  static inline const char* name = "parley.storage";
+};
+
+using storage_ptr = storage_actor::stateful_pointer<storage_state>;
+
+void schedule_flush(storage_ptr self) {
+  if (!self->state.flush_scheduled) {
+    self->state.flush_scheduled = true;
+    self->send(self, tick_atom::value);
+  }
+}
+
+void flush(storage_ptr self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  if (st.ops.empty())
+    return;
+  st.outcomes.clear();
+  st.touched.clear();
+  auto res = st.ctx->store->apply(st.ops, st.outcomes, st.touched);
+  if (!res)
+    st.ctx->log->error("storage: batch of {} failed: {}", st.ops.size(),
+                       res.to_string());
+  ++st.batches;
+  st.batched_ops += st.ops.size();
+  for (size_t i = 0; i < st.promises.size(); ++i) {
+    auto& out = st.outcomes[st.promise_index[i]];
+    append_reply rep;
+    if (!out.st) {
+      rep.status = static_cast<uint8_t>(codec::message_status::fail);
+      rep.text = "the server could not store the message (" +
+                 out.st.to_string() + "); send it again later";
+    } else {
+      rep.status = static_cast<uint8_t>(out.append.status);
+      rep.text = out.append.text;
+      rep.duplicate = out.append.duplicate;
+      rep.sender_seq = out.append.sender_seq;
+      rep.receiver_uid = out.append.receiver_uid;
+      rep.receiver_seq = out.append.receiver_seq;
+      rep.ts_ms = out.append.ts_ms;
+    }
+    st.promises[i].deliver(std::move(rep));
+  }
+  st.ops.clear();
+  st.promises.clear();
+  st.promise_index.clear();
+  if (!st.touched.empty())
+    self->send(st.ctx->dispatcher, log_atom::value, st.touched);
+}
+
+template<class Frame>
+bytes encoded(const Frame& f) {
+  codec::buffer out;
+  codec::encode(f, out);
+  return out;
+}
+
+bytes reply_frame(uint64_t req, const status& st, std::string body = {}) {
+  codec::reply r;
+  r.req = req;
+  r.code = st.code();
+  r.text = st.message();
+  r.body = std::move(body);
+  return encoded(r);
+}
+
+bytes token_frame(uint64_t req, const store::issued_token& t) {
+  codec::admin_token a;
+  a.req = req;
+  a.app_id = t.app_id;
+  a.address = t.address;
+  a.token = t.token;
+  a.expires_at_ms = t.expires_ms;
+  return encoded(a);
+}
+
+void kick(storage_ptr self, uint64_t uid, codec::goodbye_reason reason,
+          std::string text) {
+  self->send(self->state.ctx->dispatcher, kick_atom::value, uid,
+             static_cast<uint8_t>(reason), std::move(text));
+}
+
+/// Executes one admin frame; returns the encoded answer frame.
+bytes run_admin(storage_ptr self, uint8_t type, const bytes& body) {
+  auto& store = *self->state.ctx->store;
+  codec::frame f;
+  auto t = static_cast<codec::frame_type>(type);
+  if (auto e = codec::decode(t, body.data(), body.size(), f);
+      e != codec::errc::ok)
+    return reply_frame(0, codec::to_status(e, "admin frame"));
+  auto now = now_ms();
+  return std::visit(
+    [&](auto& x) -> bytes {
+      using T = std::decay_t<decltype(x)>;
+      if constexpr (std::is_same_v<T, codec::admin_app_add>) {
+        return reply_frame(x.req, store.app_add(x.app_id, x.name));
+      } else if constexpr (std::is_same_v<T, codec::admin_app_delete>) {
+        auto res = store.app_delete(x.app_id);
+        if (!res)
+          return reply_frame(x.req, res.error());
+        for (auto uid : *res)
+          kick(self, uid, codec::goodbye_reason::deleted,
+               "the app was deleted");
+        return reply_frame(x.req, {});
+      } else if constexpr (std::is_same_v<T, codec::admin_user_add>) {
+        auto res =
+          store.user_add(x.app_id, x.address, x.name, x.token_ttl_s, now);
+        return res ? token_frame(x.req, *res) : reply_frame(x.req, res.error());
+      } else if constexpr (std::is_same_v<T, codec::admin_token_add>) {
+        auto res = store.token_add(x.app_id, x.address, x.token_ttl_s, now);
+        return res ? token_frame(x.req, *res) : reply_frame(x.req, res.error());
+      } else if constexpr (std::is_same_v<T, codec::admin_token_revoke>) {
+        auto res = store.token_revoke(x.app_id, x.address, x.token);
+        if (!res)
+          return reply_frame(x.req, res.error());
+        kick(self, *res, codec::goodbye_reason::auth_revoked,
+             "the access token was revoked: ask your backend for a new one");
+        return reply_frame(x.req, {});
+      } else if constexpr (std::is_same_v<T, codec::admin_user_disable>) {
+        auto res = store.user_set_disabled(x.app_id, x.address, x.disabled);
+        if (!res)
+          return reply_frame(x.req, res.error());
+        if (x.disabled)
+          kick(self, *res, codec::goodbye_reason::auth_revoked,
+               "the user was disabled by the administrator");
+        return reply_frame(x.req, {});
+      } else if constexpr (std::is_same_v<T, codec::admin_user_delete>) {
+        auto res = store.user_delete(x.app_id, x.address);
+        if (!res)
+          return reply_frame(x.req, res.error());
+        kick(self, *res, codec::goodbye_reason::deleted,
+             "the user was deleted by the administrator");
+        return reply_frame(x.req, {});
+      } else if constexpr (std::is_same_v<T, codec::admin_list>) {
+        nlohmann::json out = nlohmann::json::array();
+        auto limit = x.limit == 0 ? 1000u : std::min(x.limit, 10000u);
+        if (x.what == codec::admin_list_kind::apps) {
+          auto res = store.apps_list(x.after, limit);
+          if (!res)
+            return reply_frame(x.req, res.error());
+          for (auto& a : *res)
+            out.push_back({{"app_id", a.app_id}, {"name", a.name}});
+        } else if (x.what == codec::admin_list_kind::users) {
+          auto res = store.users_list(x.app_id, x.after, limit);
+          if (!res)
+            return reply_frame(x.req, res.error());
+          for (auto& u : *res)
+            out.push_back({{"address", u.address},
+                           {"name", u.name},
+                           {"disabled", u.disabled},
+                           {"log_head", u.head}});
+        } else {
+          return reply_frame(
+            x.req, status{status_code::invalid_argument,
+                          "this server lists apps and users; sessions and "
+                          "groups come with a later version"});
+        }
+        return reply_frame(x.req, {}, out.dump());
+      } else {
+        return reply_frame(0, status{status_code::invalid_argument,
+                                     std::string{"'"} +
+                                       std::string{codec::to_string(t)} +
+                                       "' is not an admin frame"});
+      }
+    },
+    f);
+}
+
+} // namespace
+
+storage_actor make_storage_actor(caf::actor_system& sys,
+                                 std::shared_ptr<context> ctx) {
+  auto fn = [](storage_ptr self,
+               std::shared_ptr<context> c) -> storage_actor::behavior_type {
+    self->state.ctx = std::move(c);
+    return {
+      [=](append_atom, append_request& req) -> caf::result<append_reply> {
+        store::append_op op;
+        op.sender_uid = req.sender_uid;
+        op.app_id = std::move(req.app_id);
+        op.sender = std::move(req.sender);
+        op.device = std::move(req.device);
+        op.now_ms = now_ms();
+        if (auto e = codec::decode_body(req.send_body.data(),
+                                        req.send_body.size(), op.msg);
+            e != codec::errc::ok) {
+          append_reply rep;
+          rep.status = static_cast<uint8_t>(codec::message_status::fail);
+          rep.text = codec::to_status(e, "send frame").message();
+          return rep;
+        }
+        auto& st = self->state;
+        st.promise_index.push_back(st.ops.size());
+        st.ops.emplace_back(std::move(op));
+        st.promises.push_back(self->make_response_promise<append_reply>());
+        schedule_flush(self);
+        return st.promises.back();
+      },
+      [=](ack_atom, uint64_t uid, std::string& device, uint64_t seq) {
+        store::ack_op op{uid, std::move(device), seq, now_ms()};
+        self->state.ops.emplace_back(std::move(op));
+        schedule_flush(self);
+      },
+      [=](read_atom, uint64_t uid, std::string& peer, uint64_t up_to) {
+        store::read_op op{uid, std::move(peer), up_to, now_ms()};
+        self->state.ops.emplace_back(std::move(op));
+        schedule_flush(self);
+      },
+      [=](admin_atom, uint8_t type, const bytes& body) -> bytes {
+        flush(self); // keep admin changes ordered after queued messages
+        return run_admin(self, type, body);
+      },
+      [=](flush_atom) -> bool {
+        flush(self);
+        return true;
+      },
+      [=](tick_atom) { flush(self); },
+    };
+  };
+  return sys.spawn<caf::detached>(fn, std::move(ctx));
+}
+
+} // namespace parley::srv

@@ -1,0 +1,1108 @@
+#include "store/server_store.hpp"
+
+#include "codec/codec.hpp"
+#include "store/keys.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+namespace parley::store {
+
+// Tables (named LMDB databases). Integers in keys are big-endian so that
+// byte order is numeric order (store/keys.hpp); values are little-endian
+// where they are not keys of something else.
+//
+//   meta        "format" -> u32 ; "next_uid" -> u64
+//   apps        app_id -> name
+//   users       app_id \0 address -> u64 uid, u8 disabled, name
+//   uids        uid -> u16 app length, app_id, address
+//   tokens      sha256(token) -> u64 uid, u64 expires_ms, u8 revoked, app_id
+//   user_tokens uid, sha256(token) -> ""
+//   log         uid, seq -> record (see encode_record)
+//   state       uid -> u64 head, u64 delivered_upto
+//   cursors     uid, device -> u64 acked seq
+//   dedup       uid, u8 device length, device, mid -> dedup_entry
+//   reads       uid, peer uid -> u64 seq read up to
+
+namespace {
+
+constexpr uint8_t record_version = 1;
+
+// -- little-endian values
+// ----------------------------------------------------------
+
+void put_le64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint64_t get_le64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i)
+    v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string user_key(std::string_view app, std::string_view address) {
+  std::string k;
+  k.reserve(app.size() + 1 + address.size());
+  k.append(app);
+  k.push_back('\0');
+  k.append(address);
+  return k;
+}
+
+std::string be64(uint64_t v) {
+  std::string s;
+  put_be64(s, v);
+  return s;
+}
+
+std::string sha256(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+std::string to_hex(std::string_view s) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::string from_hex(std::string_view s) {
+  std::string out;
+  auto val = [](char c) -> int {
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i + 1 < s.size(); i += 2) {
+    int hi = val(s[i]), lo = val(s[i + 1]);
+    if (hi < 0 || lo < 0)
+      return {};
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+/// 32 random bytes as base64url: 43 characters, prefixed "pt_".
+std::string new_token() {
+  unsigned char raw[32];
+  RAND_bytes(raw, sizeof(raw));
+  static const char* alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out = "pt_";
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char b : raw) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += alphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0)
+    out += alphabet[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+status check_name(const char* what, std::string_view s, size_t max) {
+  if (s.empty())
+    return status{status_code::invalid_argument,
+                  std::string{what} + " must not be empty"};
+  if (s.size() > max)
+    return status{status_code::invalid_argument,
+                  std::string{what} + " '" + std::string{s} +
+                    "' is longer than " + std::to_string(max) + " bytes"};
+  if (s.find('\0') != std::string_view::npos)
+    return status{status_code::invalid_argument,
+                  std::string{what} + " must not contain NUL bytes"};
+  return {};
+}
+
+// -- records
+// -------------------------------------------------------------------------
+
+/// Record layout: u8 version, u64 ts, u64 expires, u64 other uid, u8 frame
+/// type, u8 device length, device, frame (header + body).
+std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
+                          codec::frame_type type, std::string_view device,
+                          const codec::buffer& frame) {
+  std::string r;
+  r.reserve(27 + device.size() + frame.size());
+  r.push_back(static_cast<char>(record_version));
+  put_le64(r, ts);
+  put_le64(r, expires);
+  put_le64(r, other);
+  r.push_back(static_cast<char>(type));
+  r.push_back(static_cast<char>(device.size()));
+  r.append(device);
+  r.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+  return r;
+}
+
+bool decode_record(std::string_view v, uint64_t seq, log_record& out) {
+  if (v.size() < 27 || static_cast<uint8_t>(v[0]) != record_version)
+    return false;
+  out.seq = seq;
+  out.ts_ms = get_le64(v.data() + 1);
+  out.expires_ms = get_le64(v.data() + 9);
+  out.other_uid = get_le64(v.data() + 17);
+  out.type = static_cast<codec::frame_type>(v[25]);
+  size_t dlen = static_cast<uint8_t>(v[26]);
+  if (v.size() < 27 + dlen)
+    return false;
+  out.origin_device.assign(v.data() + 27, dlen);
+  out.frame.assign(v.data() + 27 + dlen, v.size() - 27 - dlen);
+  return true;
+}
+
+struct user_state {
+  uint64_t head = 0;
+  uint64_t delivered_upto = 0;
+};
+
+struct token_rec {
+  uint64_t uid = 0;
+  uint64_t expires_ms = 0;
+  bool revoked = false;
+  std::string app;
+};
+
+std::string encode_token(const token_rec& t) {
+  std::string v;
+  put_le64(v, t.uid);
+  put_le64(v, t.expires_ms);
+  v.push_back(t.revoked ? 1 : 0);
+  v.append(t.app);
+  return v;
+}
+
+bool decode_token(std::string_view v, token_rec& t) {
+  if (v.size() < 17)
+    return false;
+  t.uid = get_le64(v.data());
+  t.expires_ms = get_le64(v.data() + 8);
+  t.revoked = v[16] != 0;
+  t.app.assign(v.data() + 17, v.size() - 17);
+  return true;
+}
+
+struct user_rec {
+  uint64_t uid = 0;
+  bool disabled = false;
+  std::string name;
+};
+
+std::string encode_user(const user_rec& u) {
+  std::string v;
+  put_le64(v, u.uid);
+  v.push_back(u.disabled ? 1 : 0);
+  v.append(u.name);
+  return v;
+}
+
+bool decode_user(std::string_view v, user_rec& u) {
+  if (v.size() < 9)
+    return false;
+  u.uid = get_le64(v.data());
+  u.disabled = v[8] != 0;
+  u.name.assign(v.data() + 9, v.size() - 9);
+  return true;
+}
+
+} // namespace
+
+// -- impl
+// --------------------------------------------------------------------------------
+
+struct server_store::impl {
+  std::unique_ptr<env> e;
+  server_store_options opts;
+  dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
+    reads;
+  codec::buffer frame_buf; // writer-side scratch (one writer at a time)
+  codec::message scratch_msg;
+
+  status corrupt(const char* what) const {
+    return status{status_code::corruption, std::string{"corrupt "} + what +
+                                             " record in '" + e->path() + "'"};
+  }
+
+  // -- lookups inside a txn
+  // ----------------------------------------------------
+
+  result<std::optional<user_rec>> get_user(txn& t, std::string_view app,
+                                           std::string_view address) {
+    auto v = t.get(users, user_key(app, address));
+    if (!v)
+      return v.error();
+    if (!*v)
+      return std::optional<user_rec>{};
+    user_rec u;
+    if (!decode_user(**v, u))
+      return corrupt("user");
+    return std::optional<user_rec>{std::move(u)};
+  }
+
+  /// (app, address) of a uid; empty app when unknown.
+  std::pair<std::string, std::string> identity(txn& t, uint64_t uid) {
+    auto v = t.get(uids, be64(uid));
+    if (!v || !*v || (*v)->size() < 2)
+      return {};
+    auto s = **v;
+    size_t alen =
+      static_cast<uint8_t>(s[0]) | (static_cast<uint8_t>(s[1]) << 8);
+    if (s.size() < 2 + alen)
+      return {};
+    return {std::string{s.substr(2, alen)}, std::string{s.substr(2 + alen)}};
+  }
+
+  user_state get_state(txn& t, uint64_t uid) {
+    user_state st;
+    auto v = t.get(state, be64(uid));
+    if (v && *v && (*v)->size() >= 16) {
+      st.head = get_le64((*v)->data());
+      st.delivered_upto = get_le64((*v)->data() + 8);
+    }
+    return st;
+  }
+
+  status put_state(txn& t, uint64_t uid, const user_state& st) {
+    std::string v;
+    put_le64(v, st.head);
+    put_le64(v, st.delivered_upto);
+    return t.put(state, be64(uid), v);
+  }
+
+  /// Appends an encoded frame whose seq field is patched to the new head.
+  /// `seq_offset` is where the u64 seq sits in the body.
+  result<uint64_t> append_record(txn& t, uint64_t uid, uint64_t ts,
+                                 uint64_t expires, uint64_t other,
+                                 codec::frame_type type,
+                                 std::string_view device,
+                                 codec::buffer& frame) {
+    auto st = get_state(t, uid);
+    uint64_t seq = st.head + 1;
+    // Every log record frame starts its body with the u64 seq.
+    for (int i = 0; i < 8; ++i)
+      frame[codec::header_size + i] = static_cast<uint8_t>(seq >> (8 * i));
+    key_builder k;
+    k.u64(uid).u64(seq);
+    if (auto s = t.put(log, k.view(),
+                       encode_record(ts, expires, other, type, device, frame));
+        !s)
+      return s;
+    st.head = seq;
+    if (auto s = put_state(t, uid, st); !s)
+      return s;
+    return seq;
+  }
+
+  status issue_token(txn& t, uint64_t uid, const std::string& app,
+                     uint32_t ttl_s, uint64_t now, issued_token& out) {
+    out.token = new_token();
+    auto ttl = ttl_s != 0 ? ttl_s : opts.token_ttl_s;
+    out.expires_ms = now + uint64_t{ttl} * 1000;
+    auto h = sha256(out.token);
+    token_rec rec{uid, out.expires_ms, false, app};
+    if (auto s = t.put(tokens, h, encode_token(rec)); !s)
+      return s;
+    std::string k = be64(uid);
+    k += h;
+    return t.put(user_tokens, k, "");
+  }
+
+  /// Deletes every key of `db` starting with `prefix`.
+  status delete_prefix(txn& t, dbi db, std::string_view prefix) {
+    auto c = t.open_cursor(db);
+    if (!c)
+      return c.error();
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    while (c->valid() && c->key().substr(0, prefix.size()) == prefix) {
+      if (auto s = c->del(); !s)
+        return s;
+      // After MDB_DEL the cursor points at the next entry, but the wrapper
+      // may need a fresh positioning: seek again.
+      if (auto s = c->seek(prefix); !s)
+        return s;
+    }
+    return {};
+  }
+
+  status delete_user(txn& t, const std::string& app, const std::string& address,
+                     uint64_t uid) {
+    // Tokens of the user.
+    auto c = t.open_cursor(user_tokens);
+    if (!c)
+      return c.error();
+    auto prefix = be64(uid);
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    std::vector<std::string> hashes;
+    while (c->valid() && c->key().substr(0, 8) == prefix) {
+      hashes.emplace_back(c->key().substr(8));
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    for (auto& h : hashes) {
+      auto s = t.del(tokens, h);
+      if (!s && s.code() != status_code::not_found)
+        return s;
+    }
+    for (dbi db : {user_tokens, log, cursors, dedup, reads})
+      if (auto s = delete_prefix(t, db, prefix); !s)
+        return s;
+    for (dbi db : {state, uids}) {
+      auto s = t.del(db, prefix);
+      if (!s && s.code() != status_code::not_found)
+        return s;
+    }
+    return t.del(users, user_key(app, address));
+  }
+
+  // -- write operations
+  // ------------------------------------------------------------
+
+  status do_append(txn& t, append_op& op, append_outcome& out,
+                   std::vector<uint64_t>& touched) {
+    auto& m = op.msg;
+    // A resend of the same (user, device, mid) is answered, not stored again.
+    key_builder dk;
+    dk.u64(op.sender_uid)
+      .u8(static_cast<uint8_t>(op.device.size()))
+      .bytes(op.device)
+      .u64(m.mid);
+    auto d = t.get(dedup, dk.view());
+    if (!d)
+      return d.error();
+    if (*d) {
+      if ((*d)->size() < 32)
+        return corrupt("dedup");
+      out.status = codec::message_status::sent;
+      out.duplicate = true;
+      out.sender_seq = get_le64((*d)->data());
+      out.receiver_uid = get_le64((*d)->data() + 8);
+      out.receiver_seq = get_le64((*d)->data() + 16);
+      out.ts_ms = get_le64((*d)->data() + 24);
+      return {};
+    }
+    auto ru = get_user(t, op.app_id, m.peer);
+    if (!ru)
+      return ru.error();
+    if (!*ru) {
+      out.status = codec::message_status::invalid_dest;
+      out.text = "there is no user '" + m.peer + "' in app '" + op.app_id +
+                 "': check the address";
+      return {};
+    }
+    uint64_t ruid = (*ru)->uid;
+    auto rstate = get_state(t, ruid);
+    if (rstate.head - rstate.delivered_upto >= opts.inbox_quota) {
+      out.status = codec::message_status::inbox_full;
+      out.text = "'" + m.peer + "' has " +
+                 std::to_string(rstate.head - rstate.delivered_upto) +
+                 " undelivered messages, the server's quota: try again "
+                 "after the receiver comes online";
+      return {};
+    }
+    uint64_t ts = op.now_ms;
+    uint64_t expiry_s = std::min<uint64_t>(m.expiry_s, opts.retention_s);
+    uint64_t expires = ts + expiry_s * 1000;
+    // The receiver's copy.
+    auto& rec = scratch_msg;
+    rec.seq = 0;
+    rec.ts_ms = ts;
+    rec.sender = op.sender;
+    rec.peer = op.sender;
+    rec.group_id = 0;
+    rec.mid = m.mid;
+    rec.flags = m.flags;
+    rec.kind = m.kind;
+    rec.in_reply_to = m.in_reply_to;
+    rec.outgoing = false;
+    rec.payload = m.payload; // reuses the scratch's capacity
+    rec.file = m.file;
+    frame_buf.clear();
+    codec::encode(rec, frame_buf);
+    auto rseq = append_record(t, ruid, ts, expires, op.sender_uid,
+                              codec::frame_type::message, {}, frame_buf);
+    if (!rseq)
+      return rseq.error();
+    // The sender's copy (its other devices see what it sent).
+    rec.peer = m.peer;
+    rec.outgoing = true;
+    frame_buf.clear();
+    codec::encode(rec, frame_buf);
+    auto sseq = append_record(t, op.sender_uid, ts, expires, ruid,
+                              codec::frame_type::message, op.device, frame_buf);
+    if (!sseq)
+      return sseq.error();
+    std::string dv;
+    put_le64(dv, *sseq);
+    put_le64(dv, ruid);
+    put_le64(dv, *rseq);
+    put_le64(dv, ts);
+    if (auto s = t.put(dedup, dk.view(), dv); !s)
+      return s;
+    out.status = codec::message_status::sent;
+    out.sender_seq = *sseq;
+    out.receiver_uid = ruid;
+    out.receiver_seq = *rseq;
+    out.ts_ms = ts;
+    touched.push_back(ruid);
+    touched.push_back(op.sender_uid);
+    return {};
+  }
+
+  /// Appends a receipt (DELIVERED, READ) to the sender of an incoming
+  /// message record.
+  status receipt(txn& t, const log_record& r, const std::string& me,
+                 uint64_t my_uid, codec::message_status value, uint64_t now,
+                 std::vector<uint64_t>& touched) {
+    auto& m = scratch_msg;
+    if (codec::decode_body(
+          reinterpret_cast<const uint8_t*>(r.frame.data()) + codec::header_size,
+          r.frame.size() - codec::header_size, m) != codec::errc::ok)
+      return corrupt("log message");
+    uint16_t want = value == codec::message_status::read
+                      ? codec::message_flags::read_receipt
+                      : codec::message_flags::delivery_receipt;
+    if ((m.flags & want) == 0 || m.outgoing || r.other_uid == 0 ||
+        r.other_uid == my_uid)
+      return {};
+    codec::status_update su{0, m.mid, me, 0, {}, value, now, {}};
+    frame_buf.clear();
+    codec::encode(su, frame_buf);
+    auto seq = append_record(t, r.other_uid, now, 0, my_uid,
+                             codec::frame_type::status_update, {}, frame_buf);
+    if (!seq)
+      return seq.error();
+    touched.push_back(r.other_uid);
+    return {};
+  }
+
+  /// Visits the incoming message records of `uid` in (from, to].
+  template<class F>
+  status scan_messages(txn& t, uint64_t uid, uint64_t from, uint64_t to,
+                       F&& f) {
+    auto c = t.open_cursor(log);
+    if (!c)
+      return c.error();
+    key_builder k;
+    k.u64(uid).u64(from + 1);
+    if (auto s = c->seek(k.view()); !s)
+      return s;
+    log_record r;
+    while (c->valid() && c->key().size() == 16 &&
+           get_be64(c->key().data()) == uid) {
+      uint64_t seq = get_be64(c->key().data() + 8);
+      if (seq > to)
+        break;
+      if (!decode_record(c->value(), seq, r))
+        return corrupt("log");
+      if (r.type == codec::frame_type::message && r.origin_device.empty())
+        if (auto s = f(r); !s)
+          return s;
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return {};
+  }
+
+  status do_ack(txn& t, ack_op& op, std::vector<uint64_t>& touched) {
+    key_builder ck;
+    ck.u64(op.uid).bytes(op.device);
+    auto cur = t.get(cursors, ck.view());
+    if (!cur)
+      return cur.error();
+    uint64_t old = *cur && (*cur)->size() >= 8 ? get_le64((*cur)->data()) : 0;
+    auto st = get_state(t, op.uid);
+    uint64_t seq = std::min(op.seq, st.head);
+    if (seq <= old)
+      return {};
+    std::string v;
+    put_le64(v, seq);
+    if (auto s = t.put(cursors, ck.view(), v); !s)
+      return s;
+    if (seq <= st.delivered_upto)
+      return {};
+    // Newly delivered to the user (first device to ack): DELIVERED receipts.
+    auto [app, me] = identity(t, op.uid);
+    uint64_t from = st.delivered_upto;
+    std::vector<log_record> recs;
+    if (auto s = scan_messages(t, op.uid, from, seq,
+                               [&](const log_record& r) {
+                                 recs.push_back(r);
+                                 return status{};
+                               });
+        !s)
+      return s;
+    // Receipts are appended after the scan: appending moves other users'
+    // logs, never this one (a message to oneself is skipped by receipt()).
+    for (auto& r : recs)
+      if (auto s = receipt(t, r, me, op.uid, codec::message_status::delivered,
+                           op.now_ms, touched);
+          !s)
+        return s;
+    st = get_state(t, op.uid);
+    st.delivered_upto = seq;
+    return put_state(t, op.uid, st);
+  }
+
+  status do_read(txn& t, read_op& op, std::vector<uint64_t>& touched) {
+    auto [app, me] = identity(t, op.uid);
+    if (app.empty())
+      return {};
+    auto peer = get_user(t, app, op.peer);
+    if (!peer)
+      return peer.error();
+    if (!*peer)
+      return {};
+    uint64_t puid = (*peer)->uid;
+    key_builder rk;
+    rk.u64(op.uid).u64(puid);
+    auto mark = t.get(reads, rk.view());
+    if (!mark)
+      return mark.error();
+    uint64_t from =
+      *mark && (*mark)->size() >= 8 ? get_le64((*mark)->data()) : 0;
+    auto st = get_state(t, op.uid);
+    uint64_t to = std::min(op.up_to_seq, st.head);
+    if (to <= from)
+      return {};
+    // Bound the scan of a first read in a long log.
+    constexpr uint64_t max_scan = 100000;
+    if (to - from > max_scan)
+      from = to - max_scan;
+    std::vector<log_record> recs;
+    if (auto s = scan_messages(t, op.uid, from, to,
+                               [&](const log_record& r) {
+                                 if (r.other_uid == puid)
+                                   recs.push_back(r);
+                                 return status{};
+                               });
+        !s)
+      return s;
+    for (auto& r : recs)
+      if (auto s = receipt(t, r, me, op.uid, codec::message_status::read,
+                           op.now_ms, touched);
+          !s)
+        return s;
+    std::string v;
+    put_le64(v, to);
+    return t.put(reads, rk.view(), v);
+  }
+};
+
+// -- server_store
+// -------------------------------------------------------------------------
+
+server_store::server_store(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+  // nop
+}
+
+server_store::~server_store() = default;
+
+result<std::unique_ptr<server_store>>
+server_store::open(const std::string& dir, const server_store_options& opts) {
+  auto p = std::make_unique<impl>();
+  p->opts = opts;
+  auto e = env::open(dir, opts.env);
+  if (!e)
+    return e.error();
+  p->e = std::move(*e);
+  auto st = p->e->write([&](txn& t) -> status {
+    struct table {
+      dbi* handle;
+      const char* name;
+    };
+    table tables[] = {
+      {&p->meta, "meta"},       {&p->apps, "apps"},
+      {&p->users, "users"},     {&p->uids, "uids"},
+      {&p->tokens, "tokens"},   {&p->user_tokens, "user_tokens"},
+      {&p->log, "log"},         {&p->state, "state"},
+      {&p->cursors, "cursors"}, {&p->dedup, "dedup"},
+      {&p->reads, "reads"}};
+    for (auto& tb : tables) {
+      auto d = t.open_dbi(tb.name);
+      if (!d)
+        return d.error();
+      *tb.handle = *d;
+    }
+    return check_format(t, p->meta, "format", server_format_version);
+  });
+  if (!st)
+    return st;
+  return std::unique_ptr<server_store>(new server_store(std::move(p)));
+}
+
+status server_store::app_add(const std::string& app_id,
+                             const std::string& name) {
+  if (auto s = check_name("app id", app_id, codec::max_app_id); !s)
+    return s;
+  return impl_->e->write([&](txn& t) -> status {
+    auto s = t.put(impl_->apps, app_id, name, put_flags::no_overwrite);
+    if (s.code() == status_code::already_exists)
+      return status{status_code::already_exists,
+                    "app '" + app_id + "' exists already"};
+    return s;
+  });
+}
+
+result<std::vector<uint64_t>>
+server_store::app_delete(const std::string& app_id) {
+  std::vector<uint64_t> deleted;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    deleted.clear();
+    auto a = t.get(impl_->apps, app_id);
+    if (!a)
+      return a.error();
+    if (!*a)
+      return status{status_code::not_found, "there is no app '" + app_id + "'"};
+    std::string prefix = app_id;
+    prefix.push_back('\0');
+    std::vector<std::pair<std::string, uint64_t>> users;
+    {
+      auto c = t.open_cursor(impl_->users);
+      if (!c)
+        return c.error();
+      if (auto s = c->seek(prefix); !s)
+        return s;
+      while (c->valid() && c->key().substr(0, prefix.size()) == prefix) {
+        user_rec u;
+        if (!decode_user(c->value(), u))
+          return impl_->corrupt("user");
+        users.emplace_back(std::string{c->key().substr(prefix.size())}, u.uid);
+        if (auto s = c->next(); !s)
+          return s;
+      }
+    }
+    for (auto& [address, uid] : users) {
+      if (auto s = impl_->delete_user(t, app_id, address, uid); !s)
+        return s;
+      deleted.push_back(uid);
+    }
+    return t.del(impl_->apps, app_id);
+  });
+  if (!st)
+    return st;
+  return deleted;
+}
+
+result<issued_token> server_store::user_add(const std::string& app_id,
+                                            const std::string& address,
+                                            const std::string& name,
+                                            uint32_t ttl_s, uint64_t now_ms) {
+  if (auto s = check_name("user address", address, codec::max_address); !s)
+    return s;
+  issued_token out;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    auto a = t.get(impl_->apps, app_id);
+    if (!a)
+      return a.error();
+    if (!*a)
+      return status{status_code::not_found,
+                    "there is no app '" + app_id +
+                      "': create it first ('parley admin app add')"};
+    auto u = impl_->get_user(t, app_id, address);
+    if (!u)
+      return u.error();
+    uint64_t uid;
+    if (*u) {
+      uid = (*u)->uid;
+    } else {
+      auto nv = t.get(impl_->meta, "next_uid");
+      if (!nv)
+        return nv.error();
+      uid = *nv && (*nv)->size() == 8 ? get_le64((*nv)->data()) : 1;
+      std::string next;
+      put_le64(next, uid + 1);
+      if (auto s = t.put(impl_->meta, "next_uid", next); !s)
+        return s;
+      if (auto s = t.put(impl_->users, user_key(app_id, address),
+                         encode_user(user_rec{uid, false, name}));
+          !s)
+        return s;
+      std::string id;
+      id.push_back(static_cast<char>(app_id.size() & 0xff));
+      id.push_back(static_cast<char>(app_id.size() >> 8));
+      id += app_id;
+      id += address;
+      if (auto s = t.put(impl_->uids, be64(uid), id); !s)
+        return s;
+    }
+    out.app_id = app_id;
+    out.address = address;
+    out.uid = uid;
+    return impl_->issue_token(t, uid, app_id, ttl_s, now_ms, out);
+  });
+  if (!st)
+    return st;
+  return out;
+}
+
+result<issued_token> server_store::token_add(const std::string& app_id,
+                                             const std::string& address,
+                                             uint32_t ttl_s, uint64_t now_ms) {
+  issued_token out;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    auto u = impl_->get_user(t, app_id, address);
+    if (!u)
+      return u.error();
+    if (!*u)
+      return status{status_code::not_found, "there is no user '" + address +
+                                              "' in app '" + app_id + "'"};
+    out.app_id = app_id;
+    out.address = address;
+    out.uid = (*u)->uid;
+    return impl_->issue_token(t, out.uid, app_id, ttl_s, now_ms, out);
+  });
+  if (!st)
+    return st;
+  return out;
+}
+
+result<uint64_t> server_store::token_revoke(const std::string& app_id,
+                                            const std::string& address,
+                                            const std::string& token) {
+  uint64_t uid = 0;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    auto u = impl_->get_user(t, app_id, address);
+    if (!u)
+      return u.error();
+    if (!*u)
+      return status{status_code::not_found, "there is no user '" + address +
+                                              "' in app '" + app_id + "'"};
+    uid = (*u)->uid;
+    std::vector<std::string> hashes;
+    if (!token.empty()) {
+      hashes.push_back(sha256(token));
+    } else {
+      auto c = t.open_cursor(impl_->user_tokens);
+      if (!c)
+        return c.error();
+      auto prefix = be64(uid);
+      if (auto s = c->seek(prefix); !s)
+        return s;
+      while (c->valid() && c->key().substr(0, 8) == prefix) {
+        hashes.emplace_back(c->key().substr(8));
+        if (auto s = c->next(); !s)
+          return s;
+      }
+    }
+    for (auto& h : hashes) {
+      auto v = t.get(impl_->tokens, h);
+      if (!v)
+        return v.error();
+      token_rec rec;
+      if (!*v || !decode_token(**v, rec) || rec.uid != uid) {
+        if (!token.empty())
+          return status{status_code::not_found,
+                        "that token does not belong to '" + address + "'"};
+        continue;
+      }
+      rec.revoked = true;
+      if (auto s = t.put(impl_->tokens, h, encode_token(rec)); !s)
+        return s;
+    }
+    return {};
+  });
+  if (!st)
+    return st;
+  return uid;
+}
+
+result<uint64_t> server_store::user_set_disabled(const std::string& app_id,
+                                                 const std::string& address,
+                                                 bool disabled) {
+  uint64_t uid = 0;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    auto u = impl_->get_user(t, app_id, address);
+    if (!u)
+      return u.error();
+    if (!*u)
+      return status{status_code::not_found, "there is no user '" + address +
+                                              "' in app '" + app_id + "'"};
+    auto rec = **u;
+    uid = rec.uid;
+    rec.disabled = disabled;
+    return t.put(impl_->users, user_key(app_id, address), encode_user(rec));
+  });
+  if (!st)
+    return st;
+  return uid;
+}
+
+result<uint64_t> server_store::user_delete(const std::string& app_id,
+                                           const std::string& address) {
+  uint64_t uid = 0;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    auto u = impl_->get_user(t, app_id, address);
+    if (!u)
+      return u.error();
+    if (!*u)
+      return status{status_code::not_found, "there is no user '" + address +
+                                              "' in app '" + app_id + "'"};
+    uid = (*u)->uid;
+    return impl_->delete_user(t, app_id, address, uid);
+  });
+  if (!st)
+    return st;
+  return uid;
+}
+
+result<std::vector<app_info>> server_store::apps_list(const std::string& after,
+                                                      uint32_t limit) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  auto c = t->open_cursor(impl_->apps);
+  if (!c)
+    return c.error();
+  std::vector<app_info> out;
+  auto s = after.empty() ? c->first() : c->seek(after);
+  if (!s)
+    return s;
+  while (c->valid() && out.size() < limit) {
+    if (c->key() != after)
+      out.push_back(app_info{std::string{c->key()}, std::string{c->value()}});
+    if (auto n = c->next(); !n)
+      return n;
+  }
+  return out;
+}
+
+result<std::vector<user_info>>
+server_store::users_list(const std::string& app_id, const std::string& after,
+                         uint32_t limit) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  auto c = t->open_cursor(impl_->users);
+  if (!c)
+    return c.error();
+  std::string prefix = app_id;
+  prefix.push_back('\0');
+  std::vector<user_info> out;
+  if (auto s = c->seek(prefix + after); !s)
+    return s;
+  while (c->valid() && out.size() < limit &&
+         c->key().substr(0, prefix.size()) == prefix) {
+    auto address = c->key().substr(prefix.size());
+    if (address != after) {
+      user_rec u;
+      if (!decode_user(c->value(), u))
+        return impl_->corrupt("user");
+      auto st = impl_->get_state(*t, u.uid);
+      out.push_back(
+        user_info{std::string{address}, u.name, u.uid, u.disabled, st.head});
+    }
+    if (auto n = c->next(); !n)
+      return n;
+  }
+  return out;
+}
+
+status server_store::apply(std::vector<write_op>& ops,
+                           std::vector<write_outcome>& out,
+                           std::vector<uint64_t>& touched) {
+  auto st = impl_->e->write([&](txn& t) -> status {
+    // The callback may run again after the map grew: start clean.
+    out.assign(ops.size(), write_outcome{});
+    touched.clear();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      status s = std::visit(
+        [&](auto& op) -> status {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, append_op>) {
+            return impl_->do_append(t, op, out[i].append, touched);
+          } else if constexpr (std::is_same_v<T, ack_op>) {
+            return impl_->do_ack(t, op, touched);
+          } else {
+            return impl_->do_read(t, op, touched);
+          }
+        },
+        ops[i]);
+      if (!s) {
+        if (t.map_full())
+          return s; // env::write grows the map and runs us again
+        out[i].st = s;
+        return s; // one failure fails the batch: nothing half-written
+      }
+    }
+    return status{};
+  });
+  if (!st) {
+    for (auto& o : out)
+      if (o.st.ok())
+        o.st = st;
+    if (out.size() != ops.size())
+      out.assign(ops.size(), write_outcome{st, {}});
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  return st;
+}
+
+token_check server_store::check_token(const std::string& app_id,
+                                      const std::string& token,
+                                      uint64_t now_ms) {
+  token_check out;
+  auto t = impl_->e->begin_read();
+  if (!t) {
+    out.reason = codec::login_failure_reason::unavailable;
+    return out;
+  }
+  auto app = t->get(impl_->apps, app_id);
+  if (!app || !*app) {
+    out.reason = codec::login_failure_reason::unknown_app;
+    return out;
+  }
+  auto h = sha256(token);
+  auto v = t->get(impl_->tokens, h);
+  token_rec rec;
+  if (!v || !*v || !decode_token(**v, rec)) {
+    out.reason = codec::login_failure_reason::unknown_token;
+    return out;
+  }
+  if (rec.app != app_id) {
+    out.reason = codec::login_failure_reason::other_app;
+    return out;
+  }
+  if (rec.revoked) {
+    out.reason = codec::login_failure_reason::revoked;
+    return out;
+  }
+  if (rec.expires_ms != 0 && rec.expires_ms <= now_ms) {
+    out.reason = codec::login_failure_reason::expired;
+    return out;
+  }
+  auto [app2, address] = impl_->identity(*t, rec.uid);
+  auto u = impl_->get_user(*t, app_id, address);
+  if (!u || !*u) {
+    out.reason = codec::login_failure_reason::unknown_token;
+    return out;
+  }
+  if ((*u)->disabled) {
+    out.reason = codec::login_failure_reason::user_disabled;
+    return out;
+  }
+  out.ok = true;
+  out.uid = rec.uid;
+  out.address = address;
+  out.expires_ms = rec.expires_ms;
+  out.token_id = to_hex(h);
+  return out;
+}
+
+bool server_store::token_valid(const std::string& token_id, uint64_t now_ms) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return true; // cannot tell: do not end a session on a read failure
+  auto v = t->get(impl_->tokens, from_hex(token_id));
+  token_rec rec;
+  if (!v || !*v || !decode_token(**v, rec))
+    return false;
+  if (rec.revoked || (rec.expires_ms != 0 && rec.expires_ms <= now_ms))
+    return false;
+  auto [app, address] = impl_->identity(*t, rec.uid);
+  auto u = impl_->get_user(*t, app, address);
+  return u && *u && !(*u)->disabled;
+}
+
+uint64_t server_store::head(uint64_t uid) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return 0;
+  return impl_->get_state(*t, uid).head;
+}
+
+uint64_t server_store::cursor(uint64_t uid, const std::string& device) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return 0;
+  key_builder ck;
+  ck.u64(uid).bytes(device);
+  auto v = t->get(impl_->cursors, ck.view());
+  if (v && *v && (*v)->size() >= 8)
+    return get_le64((*v)->data());
+  // A new device starts where the user's least advanced device stands, so it
+  // gets what is undelivered; older history comes through sync.
+  auto c = t->open_cursor(impl_->cursors);
+  if (!c)
+    return 0;
+  auto prefix = be64(uid);
+  if (!c->seek(prefix))
+    return 0;
+  bool any = false;
+  uint64_t low = 0;
+  while (c->valid() && c->key().substr(0, 8) == prefix) {
+    if (c->value().size() >= 8) {
+      auto seq = get_le64(c->value().data());
+      low = any ? std::min(low, seq) : seq;
+      any = true;
+    }
+    if (!c->next())
+      break;
+  }
+  return low;
+}
+
+status server_store::read_log(uint64_t uid, uint64_t after, size_t max_records,
+                              size_t max_bytes, std::vector<log_record>& out) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  auto c = t->open_cursor(impl_->log);
+  if (!c)
+    return c.error();
+  key_builder k;
+  k.u64(uid).u64(after + 1);
+  if (auto s = c->seek(k.view()); !s)
+    return s;
+  size_t bytes = 0;
+  while (c->valid() && out.size() < max_records && bytes < max_bytes &&
+         c->key().size() == 16 && get_be64(c->key().data()) == uid) {
+    out.emplace_back();
+    if (!decode_record(c->value(), get_be64(c->key().data() + 8), out.back()))
+      return impl_->corrupt("log");
+    bytes += out.back().frame.size();
+    if (auto s = c->next(); !s)
+      return s;
+  }
+  return {};
+}
+
+uint64_t server_store::uid_of(const std::string& app_id,
+                              const std::string& address) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return 0;
+  auto u = impl_->get_user(*t, app_id, address);
+  return u && *u ? (*u)->uid : 0;
+}
+
+status server_store::sync() {
+  return impl_->e->sync();
+}
+
+env& server_store::environment() {
+  return *impl_->e;
+}
+
+} // namespace parley::store

@@ -1,0 +1,233 @@
+#pragma once
+
+// The server's tables on LMDB: apps, users, tokens, and each user's log with
+// per-device cursors (docs/ARCHITECTURE.md, "The store"). Pure C++: no
+// actors, no sockets; the storage actor is its only writer.
+//
+// Thread-safety: read functions (check_token, head, cursor, read_log, ...)
+// may run on any thread concurrently, each in its own short read
+// transaction. Write functions (apply, admin functions) must be called by
+// one thread at a time (the storage actor); each runs one write transaction.
+
+#include "codec/frames.hpp"
+#include "store/lmdb.hpp"
+
+#include <parley/status.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace parley::store {
+
+/// Limits and policies of the server's store.
+struct server_store_options {
+  env_options env;
+  uint32_t retention_s = 30 * 24 * 3600;  ///< Log kept this long.
+  uint64_t inbox_quota = 100000;          ///< Unacked records per user.
+  uint32_t token_ttl_s = 365 * 24 * 3600; ///< Default token lifetime.
+};
+
+/// On-disk format of the server store; a newer one is refused.
+constexpr uint32_t server_format_version = 1;
+
+/// Why check_token refused a login (codec::login_failure_reason).
+struct token_check {
+  codec::login_failure_reason reason =
+    codec::login_failure_reason::unknown_token;
+  bool ok = false;
+  uint64_t uid = 0;
+  std::string address;
+  uint64_t expires_ms = 0;
+  std::string token_id; ///< Hex of the token hash prefix (for revocation).
+};
+
+/// A token just issued.
+struct issued_token {
+  std::string app_id;
+  std::string address;
+  std::string token;
+  uint64_t uid = 0;
+  uint64_t expires_ms = 0;
+};
+
+/// A user as admin_list shows it.
+struct user_info {
+  std::string address;
+  std::string name;
+  uint64_t uid = 0;
+  bool disabled = false;
+  uint64_t head = 0;
+};
+
+/// An app as admin_list shows it.
+struct app_info {
+  std::string app_id;
+  std::string name;
+};
+
+/// One record of a user's log, as stored: its encoded frame (header + body,
+/// the seq already inside) and what the server needs without decoding it.
+struct log_record {
+  uint64_t seq = 0;
+  uint64_t ts_ms = 0;
+  uint64_t expires_ms = 0;   ///< 0 = never.
+  uint64_t other_uid = 0;    ///< Sender (incoming) or receiver (outgoing).
+  std::string origin_device; ///< Outgoing: the device that sent it.
+  codec::frame_type type = codec::frame_type::message;
+  std::string frame; ///< Encoded frame, header included.
+};
+
+// -- write operations, applied in batches (group commit)
+// ------------------------
+
+/// Append a 1:1 message from a logged-in sender.
+struct append_op {
+  uint64_t sender_uid = 0;
+  std::string app_id;
+  std::string sender; ///< Address.
+  std::string device; ///< Sending device.
+  codec::send msg;
+  uint64_t now_ms = 0;
+};
+
+/// What became of an append.
+struct append_outcome {
+  codec::message_status status = codec::message_status::sent;
+  std::string text;        ///< For failures: what is wrong, what to do.
+  bool duplicate = false;  ///< A resend: answered again, not stored again.
+  uint64_t sender_seq = 0; ///< The outgoing copy in the sender's log.
+  uint64_t receiver_uid = 0;
+  uint64_t receiver_seq = 0;
+  uint64_t ts_ms = 0;
+};
+
+/// A device acknowledged its log up to `seq`. Sends DELIVERED receipts for
+/// the newly acknowledged incoming messages that asked for them.
+struct ack_op {
+  uint64_t uid = 0;
+  std::string device;
+  uint64_t seq = 0;
+  uint64_t now_ms = 0;
+};
+
+/// The user read a conversation up to `up_to_seq` of their log: READ
+/// receipts go to the peer for its messages that asked for them.
+struct read_op {
+  uint64_t uid = 0;
+  std::string peer;
+  uint64_t up_to_seq = 0;
+  uint64_t now_ms = 0;
+};
+
+using write_op = std::variant<append_op, ack_op, read_op>;
+
+/// The outcome of one write_op; `touched` lists users whose log grew.
+struct write_outcome {
+  status st;
+  append_outcome append; ///< For append_op.
+};
+
+/// The server's tables.
+class server_store {
+ public:
+  /// Opens (or creates) the store in `dir`. Fails with version_mismatch for
+  /// a newer on-disk format.
+  static result<std::unique_ptr<server_store>>
+  open(const std::string& dir, const server_store_options& opts);
+
+  ~server_store();
+
+  // -- admin (each call is one write transaction)
+  // -------------------------------
+
+  /// Creates an app. Fails with already_exists.
+  status app_add(const std::string& app_id, const std::string& name);
+
+  /// Deletes an app with its users, tokens and logs. Returns the uids that
+  /// were deleted (their sessions must end).
+  result<std::vector<uint64_t>> app_delete(const std::string& app_id);
+
+  /// Creates the user if missing and issues a token (ttl 0 = default).
+  result<issued_token> user_add(const std::string& app_id,
+                                const std::string& address,
+                                const std::string& name, uint32_t ttl_s,
+                                uint64_t now_ms);
+
+  /// Issues another token for an existing user.
+  result<issued_token> token_add(const std::string& app_id,
+                                 const std::string& address, uint32_t ttl_s,
+                                 uint64_t now_ms);
+
+  /// Revokes one token (or all of the user's when `token` is empty). Returns
+  /// the user's uid.
+  result<uint64_t> token_revoke(const std::string& app_id,
+                                const std::string& address,
+                                const std::string& token);
+
+  /// Disables or enables a user. Returns its uid.
+  result<uint64_t> user_set_disabled(const std::string& app_id,
+                                     const std::string& address, bool disabled);
+
+  /// Deletes a user with its tokens, cursors and log. Returns its uid.
+  result<uint64_t> user_delete(const std::string& app_id,
+                               const std::string& address);
+
+  /// Lists apps after `after` (exclusive), at most `limit`.
+  result<std::vector<app_info>> apps_list(const std::string& after,
+                                          uint32_t limit);
+
+  /// Lists users of an app after `after`, at most `limit`.
+  result<std::vector<user_info>> users_list(const std::string& app_id,
+                                            const std::string& after,
+                                            uint32_t limit);
+
+  // -- messaging
+  // ------------------------------------------------------------------
+
+  /// Applies `ops` in one write transaction and one sync (group commit).
+  /// `out` gets one outcome per op; `touched` the uids whose log grew. When
+  /// the transaction itself fails every outcome carries that status.
+  status apply(std::vector<write_op>& ops, std::vector<write_outcome>& out,
+               std::vector<uint64_t>& touched);
+
+  // -- reads (any thread)
+  // -----------------------------------------------------------
+
+  /// Checks a login. Constant-time with respect to the token's bytes: the
+  /// token is hashed and the hash looked up.
+  token_check check_token(const std::string& app_id, const std::string& token,
+                          uint64_t now_ms);
+
+  /// Current state of a token by its id (for revocation while logged in).
+  bool token_valid(const std::string& token_id, uint64_t now_ms);
+
+  /// Highest sequence in the user's log (0 when empty).
+  uint64_t head(uint64_t uid);
+
+  /// The device's cursor (0 when the device never acked).
+  uint64_t cursor(uint64_t uid, const std::string& device);
+
+  /// Reads records with seq > `after`, at most `max_records` and about
+  /// `max_bytes` of frames (at least one record when any).
+  status read_log(uint64_t uid, uint64_t after, size_t max_records,
+                  size_t max_bytes, std::vector<log_record>& out);
+
+  /// Resolves a user's uid (0 when unknown).
+  uint64_t uid_of(const std::string& app_id, const std::string& address);
+
+  /// Flushes to disk (for nosync mode at shutdown).
+  status sync();
+
+  /// The LMDB environment (for statistics).
+  env& environment();
+
+ private:
+  struct impl;
+  explicit server_store(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace parley::store

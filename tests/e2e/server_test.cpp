@@ -1,0 +1,445 @@
+// End-to-end tests of parleyd's engine: a real server (parley::server, the
+// library parleyd wraps) on loopback with real TLS, spoken to with the codec
+// over Parley's TLS client. Process-level tests (kill -9) live in
+// tests/e2e/process_test.cpp.
+
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/test_client.hpp"
+
+#include <parley/server.hpp>
+
+#include <doctest/doctest.h>
+
+using namespace parley;
+using namespace parley::test;
+using codec::message_status;
+
+namespace {
+
+struct fixture {
+  temp_dir dir;
+  server_options opts;
+  std::unique_ptr<server> srv;
+  std::string alice_token;
+  std::string bob_token;
+
+  explicit fixture(std::shared_ptr<server_hooks> hooks = nullptr,
+                   uint64_t quota = 100000) {
+    opts.port = 0;
+    opts.data_dir = dir.path();
+    opts.log_level = "warn";
+    opts.threads = 2;
+    opts.inbox_quota = quota;
+    start(hooks);
+    REQUIRE(srv->app_add("demo").ok());
+    alice_token = user("alice");
+    bob_token = user("bob");
+  }
+
+  void start(std::shared_ptr<server_hooks> hooks = nullptr) {
+    auto s = server::start(opts, std::move(hooks));
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    srv = std::move(*s);
+    opts.port = srv->port(); // a restart binds the same port
+  }
+
+  std::string user(const std::string& address) {
+    auto t = srv->user_add("demo", address);
+    REQUIRE_MESSAGE(t.ok(), t.error().to_string());
+    return t->token;
+  }
+
+  std::unique_ptr<test_client> client() {
+    return test_client::connect(srv->port(), srv->cert_file());
+  }
+
+  std::unique_ptr<test_client> login(const std::string& token,
+                                     const std::string& device) {
+    auto c = client();
+    c->login("demo", token, device);
+    return c;
+  }
+};
+
+codec::send text(uint64_t mid, const std::string& peer,
+                 const std::string& payload,
+                 uint16_t flags = codec::message_flags::delivery_receipt |
+                                  codec::message_flags::read_receipt) {
+  codec::send s;
+  s.mid = mid;
+  s.peer = peer;
+  s.flags = flags;
+  s.payload = payload;
+  return s;
+}
+
+/// The immediate answer (seq 0) to message `mid`, skipping the log records
+/// (own sent copies, receipts) that the sender's device also streams.
+codec::status_update answer(test_client& c, uint64_t mid) {
+  for (;;) {
+    auto st = c.expect<codec::status_update>();
+    if (st.seq == 0 && st.mid == mid)
+      return st;
+  }
+}
+
+codec::login_failed failed_login(fixture& f, const std::string& app,
+                                 const std::string& token,
+                                 const std::string& device = "d1",
+                                 uint16_t version = codec::protocol_version) {
+  auto c = f.client();
+  c->send(codec::hello{version, app, token, device, "test", 0});
+  auto bad = c->expect<codec::login_failed>();
+  CHECK(!bad.text.empty());
+  CHECK(c->wait_closed());
+  return bad;
+}
+
+} // namespace
+
+TEST_CASE("login succeeds with a user's token") {
+  fixture f;
+  auto c = f.client();
+  auto ok = c->login("demo", f.alice_token, "phone");
+  CHECK(ok.address == "alice");
+  CHECK(ok.head_seq == 0);
+  CHECK(ok.max_frame == f.opts.max_frame);
+  CHECK(ok.window > 0);
+}
+
+TEST_CASE("each login failure says why") {
+  using lr = codec::login_failure_reason;
+  fixture f;
+  REQUIRE(f.srv->app_add("other").ok());
+  auto other = f.srv->user_add("other", "carol");
+  REQUIRE(other.ok());
+  CHECK(failed_login(f, "demo", "pt_nonsense").reason == lr::unknown_token);
+  CHECK(failed_login(f, "demo", other->token).reason == lr::other_app);
+  CHECK(failed_login(f, "nope", f.alice_token).reason == lr::unknown_app);
+  CHECK(failed_login(f, "demo", f.alice_token, "").reason ==
+        lr::missing_device);
+  CHECK(failed_login(f, "demo", f.alice_token, "d1", 99).reason ==
+        lr::unsupported_version);
+  REQUIRE(f.srv->token_revoke("demo", "bob", f.bob_token).ok());
+  CHECK(failed_login(f, "demo", f.bob_token).reason == lr::revoked);
+  auto dave = f.user("dave");
+  REQUIRE(f.srv->user_disable("demo", "dave").ok());
+  auto bad = failed_login(f, "demo", dave);
+  CHECK(bad.reason == lr::user_disabled);
+  REQUIRE(f.srv->user_disable("demo", "dave", false).ok());
+  auto c = f.client();
+  CHECK(c->login("demo", dave, "d1").address == "dave");
+}
+
+TEST_CASE("the first frame must be a hello") {
+  fixture f;
+  auto c = f.client();
+  c->send(codec::ping{1});
+  auto bye = c->expect<codec::goodbye>();
+  CHECK(bye.reason == codec::goodbye_reason::protocol_error);
+  CHECK(c->wait_closed());
+}
+
+TEST_CASE("1:1 online: SENT, delivery, DELIVERED, READ in order") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto b = f.login(f.bob_token, "b1");
+  a->send(text(100, "bob", "hello bob"));
+  auto sent = a->expect<codec::status_update>();
+  CHECK(sent.mid == 100);
+  CHECK(sent.value == message_status::sent);
+  CHECK(sent.seq == 0);
+  auto m = b->expect<codec::message>();
+  CHECK(m.sender == "alice");
+  CHECK(m.peer == "alice");
+  CHECK(m.payload == "hello bob");
+  CHECK(m.mid == 100);
+  CHECK(m.seq == 1);
+  CHECK(!m.outgoing);
+  b->send(codec::ack{m.seq});
+  // Alice's own device gets its log record as a compact SENT (seq 1), then
+  // the DELIVERED receipt (seq 2), both to acknowledge.
+  auto own = a->expect<codec::status_update>();
+  CHECK(own.seq == 1);
+  CHECK(own.value == message_status::sent);
+  auto delivered = a->expect<codec::status_update>();
+  CHECK(delivered.value == message_status::delivered);
+  CHECK(delivered.mid == 100);
+  CHECK(delivered.peer == "bob");
+  CHECK(delivered.seq == 2);
+  a->send(codec::ack{2});
+  b->send(codec::read{"alice", 0, m.seq});
+  auto read = a->expect<codec::status_update>();
+  CHECK(read.value == message_status::read);
+  CHECK(read.mid == 100);
+  CHECK(read.seq == 3);
+}
+
+TEST_CASE("offline receiver gets messages in order when it logs in") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  for (uint64_t i = 1; i <= 20; ++i) {
+    a->send(text(i, "bob", "m" + std::to_string(i)));
+    CHECK(answer(*a, i).value == message_status::sent);
+  }
+  auto b = f.login(f.bob_token, "b1");
+  for (uint64_t i = 1; i <= 20; ++i) {
+    auto m = b->expect<codec::message>();
+    CHECK(m.seq == i);
+    CHECK(m.payload == "m" + std::to_string(i));
+  }
+}
+
+TEST_CASE("receipts reach a sender that was offline meanwhile") {
+  fixture f;
+  {
+    auto a = f.login(f.alice_token, "a1");
+    a->send(text(7, "bob", "are you there?"));
+    CHECK(a->expect<codec::status_update>().value == message_status::sent);
+    a->expect<codec::status_update>(); // own record, seq 1
+    a->send(codec::ack{1});
+    a->barrier();
+  }
+  auto b = f.login(f.bob_token, "b1");
+  auto m = b->expect<codec::message>();
+  b->send(codec::ack{m.seq});
+  b->send(codec::read{"alice", 0, m.seq});
+  b->barrier();
+  auto a = f.login(f.alice_token, "a1");
+  auto d = a->expect<codec::status_update>();
+  CHECK(d.value == message_status::delivered);
+  CHECK(d.mid == 7);
+  auto r = a->expect<codec::status_update>();
+  CHECK(r.value == message_status::read);
+  CHECK(r.mid == 7);
+}
+
+TEST_CASE("USEROFFLINE, INVALIDDEST and INBOXFULL") {
+  fixture f{nullptr, 2};
+  auto a = f.login(f.alice_token, "a1");
+  SUBCASE("expiry 0 to an offline user is USEROFFLINE") {
+    auto s = text(1, "bob", "now or never");
+    s.expiry_s = 0;
+    a->send(s);
+    auto st = a->expect<codec::status_update>();
+    CHECK(st.value == message_status::user_offline);
+    CHECK(!st.text.empty());
+  }
+  SUBCASE("expiry 0 to an online user is delivered, not stored") {
+    auto b = f.login(f.bob_token, "b1");
+    auto s = text(1, "bob", "now");
+    s.expiry_s = 0;
+    a->send(s);
+    CHECK(a->expect<codec::status_update>().value == message_status::sent);
+    auto m = b->expect<codec::message>();
+    CHECK(m.seq == 0);
+    CHECK(m.payload == "now");
+    b.reset();
+    auto again = f.client();
+    CHECK(again->login("demo", f.bob_token, "b2").head_seq == 0);
+  }
+  SUBCASE("an unknown receiver is INVALIDDEST") {
+    a->send(text(1, "nobody", "hi"));
+    auto st = a->expect<codec::status_update>();
+    CHECK(st.value == message_status::invalid_dest);
+    CHECK(st.text.find("nobody") != std::string::npos);
+  }
+  SUBCASE("over the quota is INBOXFULL") {
+    a->send(text(1, "bob", "1"));
+    CHECK(answer(*a, 1).value == message_status::sent);
+    a->send(text(2, "bob", "2"));
+    CHECK(answer(*a, 2).value == message_status::sent);
+    a->send(text(3, "bob", "3"));
+    auto st = answer(*a, 3);
+    CHECK(st.value == message_status::inbox_full);
+    CHECK(st.text.find("quota") != std::string::npos);
+    // Once bob's device acknowledges, there is room again.
+    auto b = f.login(f.bob_token, "b1");
+    b->expect<codec::message>();
+    b->send(codec::ack{b->expect<codec::message>().seq});
+    b->barrier();
+    a->send(text(4, "bob", "4"));
+    CHECK(answer(*a, 4).value == message_status::sent);
+  }
+}
+
+TEST_CASE("a resent message is acknowledged again, never delivered twice") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto b = f.login(f.bob_token, "b1");
+  a->send(text(42, "bob", "once"));
+  CHECK(a->expect<codec::status_update>().value == message_status::sent);
+  a->send(text(42, "bob", "once"));
+  auto again = a->expect<codec::status_update>();
+  CHECK(again.value == message_status::sent);
+  CHECK(again.mid == 42);
+  CHECK(b->expect<codec::message>().payload == "once");
+  b->barrier();
+  CHECK(b->queued() == 0);
+}
+
+TEST_CASE("two devices of one user both receive, and see what it sent") {
+  fixture f;
+  auto b1 = f.login(f.bob_token, "phone");
+  auto b2 = f.login(f.bob_token, "laptop");
+  auto a = f.login(f.alice_token, "a1");
+  a->send(text(5, "bob", "to both"));
+  CHECK(b1->expect<codec::message>().payload == "to both");
+  CHECK(b2->expect<codec::message>().payload == "to both");
+  // Bob answers from the phone: the laptop gets the outgoing copy.
+  b1->send(text(6, "alice", "from phone"));
+  CHECK(b1->expect<codec::status_update>().value == message_status::sent);
+  auto copy = b2->expect<codec::message>();
+  CHECK(copy.outgoing);
+  CHECK(copy.peer == "alice");
+  CHECK(copy.payload == "from phone");
+}
+
+TEST_CASE("a second login of the same device ends the first with SIGNOUT") {
+  fixture f;
+  auto first = f.login(f.alice_token, "phone");
+  auto second = f.login(f.alice_token, "phone");
+  auto bye = first->expect<codec::goodbye>();
+  CHECK(bye.reason == codec::goodbye_reason::signout);
+  CHECK(first->wait_closed());
+  second->barrier(); // the new session is alive
+}
+
+TEST_CASE("nobody can send as someone else") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto b = f.login(f.bob_token, "b1");
+  // The send frame names no sender: the session's login decides it.
+  a->send(text(1, "bob", "I am alice"));
+  CHECK(b->expect<codec::message>().sender == "alice");
+}
+
+TEST_CASE("revoking a token ends its live session at once") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto other = f.srv->user_add("demo", "alice");
+  REQUIRE(other.ok());
+  auto a2 = f.login(other->token, "a2");
+  REQUIRE(f.srv->token_revoke("demo", "alice", f.alice_token).ok());
+  auto bye = a->expect<codec::goodbye>();
+  CHECK(bye.reason == codec::goodbye_reason::auth_revoked);
+  CHECK(a->wait_closed());
+  a2->barrier(); // the session of the other token lives on
+}
+
+TEST_CASE("disabling a user ends its sessions") {
+  fixture f;
+  auto b = f.login(f.bob_token, "b1");
+  REQUIRE(f.srv->user_disable("demo", "bob").ok());
+  CHECK(b->expect<codec::goodbye>().reason ==
+        codec::goodbye_reason::auth_revoked);
+  CHECK(b->wait_closed());
+}
+
+TEST_CASE("malformed frames close only that connection") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto b = f.login(f.bob_token, "b1");
+  auto evil = f.client();
+  evil->login("demo", f.user("mallory"), "m1");
+  SUBCASE("unknown frame type") {
+    evil->send_plain(codec::buffer{0xee, 1, 0, 0, 0});
+  }
+  SUBCASE("truncated body") {
+    evil->send_plain(codec::buffer{0x12, 2, 0, 0, 1, 2}); // ack needs 8
+  }
+  SUBCASE("oversized length") {
+    evil->send_plain(codec::buffer{0x10, 0xff, 0xff, 0xff});
+  }
+  SUBCASE("garbage below TLS") {
+    evil->write_raw(tls::bytes(64, 0x17));
+  }
+  CHECK(evil->wait_closed());
+  a->send(text(1, "bob", "still here"));
+  CHECK(a->expect<codec::status_update>().value == message_status::sent);
+  CHECK(b->expect<codec::message>().payload == "still here");
+}
+
+TEST_CASE("a message hook can refuse a message with a reason") {
+  struct no_spam : server_hooks {
+    verdict on_message(const message_event& ev) override {
+      if (ev.payload != nullptr &&
+          ev.payload->find("spam") != std::string::npos)
+        return verdict::reject("no spam here");
+      return verdict::ok();
+    }
+    verdict on_login(const login_event& ev) override {
+      return ev.device == "banned" ? verdict::reject("device banned")
+                                   : verdict::ok();
+    }
+  };
+  fixture f{std::make_shared<no_spam>()};
+  auto a = f.login(f.alice_token, "a1");
+  a->send(text(1, "bob", "buy spam"));
+  auto st = a->expect<codec::status_update>();
+  CHECK(st.value == message_status::rejected);
+  CHECK(st.text == "no spam here");
+  a->send(text(2, "bob", "hello"));
+  CHECK(a->expect<codec::status_update>().value == message_status::sent);
+  auto bad = failed_login(f, "demo", f.bob_token, "banned");
+  CHECK(bad.reason == codec::login_failure_reason::rejected);
+  CHECK(bad.text == "device banned");
+}
+
+TEST_CASE("a message that got SENT survives a restart") {
+  fixture f;
+  {
+    auto a = f.login(f.alice_token, "a1");
+    a->send(text(9, "bob", "durable"));
+    CHECK(a->expect<codec::status_update>().value == message_status::sent);
+  }
+  f.srv.reset(); // graceful stop
+  f.start();
+  auto b = f.login(f.bob_token, "b1");
+  auto m = b->expect<codec::message>();
+  CHECK(m.payload == "durable");
+  CHECK(m.sender == "alice");
+}
+
+TEST_CASE("a stopping server says SHUTDOWN to its clients") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  f.srv->stop();
+  auto bye = a->expect<codec::goodbye>();
+  CHECK(bye.reason == codec::goodbye_reason::shutdown);
+  CHECK(a->wait_closed());
+  f.srv->wait();
+}
+
+TEST_CASE("admin frames over the wire with the admin key") {
+  fixture f;
+  auto adm = f.client();
+  adm->send(codec::admin_hello{codec::protocol_version, f.srv->admin_key()});
+  CHECK(adm->expect<codec::login_ok>().address == "admin");
+  adm->send(codec::admin_app_add{1, "chat", "Chat"});
+  auto r = adm->expect<codec::reply>();
+  CHECK(r.req == 1);
+  CHECK(r.code == status_code::ok);
+  adm->send(codec::admin_app_add{2, "chat", "Chat"});
+  auto dup = adm->expect<codec::reply>();
+  CHECK(dup.code == status_code::already_exists);
+  adm->send(codec::admin_user_add{3, "chat", "zoe", "Zoe", 0});
+  auto tok = adm->expect<codec::admin_token>();
+  CHECK(tok.req == 3);
+  CHECK(tok.address == "zoe");
+  adm->send(codec::admin_list{4, codec::admin_list_kind::users, "chat", "", 0});
+  auto list = adm->expect<codec::reply>();
+  CHECK(list.body.find("\"zoe\"") != std::string::npos);
+  auto z = f.client();
+  CHECK(z->login("chat", tok.token, "z1").address == "zoe");
+  // A wrong key is refused.
+  auto bad = f.client();
+  bad->send(codec::admin_hello{codec::protocol_version, "guess"});
+  CHECK(bad->expect<codec::login_failed>().reason ==
+        codec::login_failure_reason::bad_admin_key);
+  // Users cannot send admin frames.
+  auto u = f.login(f.alice_token, "a1");
+  u->send(codec::admin_app_add{5, "x", ""});
+  CHECK(u->expect<codec::server_error>().code ==
+        status_code::failed_precondition);
+}
