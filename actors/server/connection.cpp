@@ -28,7 +28,7 @@ caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source == session) {
       self->close(hdl);
-      self->delayed_send(self, std::chrono::seconds(5), shutdown_atom::value);
+      self->quit();
     }
   });
   return {
@@ -47,13 +47,10 @@ caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
       self->flush(hdl);
     },
     [=](close_atom) {
-      // close() still sends what is buffered, then FIN; the broker stays
-      // until the socket is gone (or a grace period passed), since quitting
-      // at once would drop the unsent goodbye.
+      // close() still sends what is buffered, then FIN.
       self->close(hdl);
-      self->delayed_send(self, std::chrono::seconds(5), shutdown_atom::value);
+      self->quit();
     },
-    [=](shutdown_atom) { self->quit(); },
     [=](const caf::io::connection_closed_msg&) {
       self->send(session, closed_atom::value);
       self->quit();
