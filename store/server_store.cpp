@@ -27,6 +27,7 @@ namespace parley::store {
 //   cursors     uid, device -> u64 acked seq
 //   dedup       uid, u8 device length, device, mid -> dedup_entry
 //   reads       uid, peer uid -> u64 seq read up to
+//   expired     uid, seq -> ""  (EXPIRED already sent for that record)
 
 namespace {
 
@@ -233,7 +234,7 @@ struct server_store::impl {
   std::unique_ptr<env> e;
   server_store_options opts;
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
-    reads;
+    reads, expired;
   codec::buffer frame_buf; // writer-side scratch (one writer at a time)
   codec::message scratch_msg;
 
@@ -364,7 +365,7 @@ struct server_store::impl {
       if (!s && s.code() != status_code::not_found)
         return s;
     }
-    for (dbi db : {user_tokens, log, cursors, dedup, reads})
+    for (dbi db : {user_tokens, log, cursors, dedup, reads, expired})
       if (auto s = delete_prefix(t, db, prefix); !s)
         return s;
     for (dbi db : {state, uids}) {
@@ -564,6 +565,55 @@ struct server_store::impl {
     return put_state(t, op.uid, st);
   }
 
+  status do_expire(txn& t, expire_op& op, std::vector<uint64_t>& touched) {
+    auto me = identity(t, op.uid).second;
+    log_record r;
+    for (auto seq : op.seqs) {
+      key_builder k;
+      k.u64(op.uid).u64(seq);
+      auto done = t.get(expired, k.view());
+      if (!done)
+        return done.error();
+      if (*done)
+        continue;
+      auto v = t.get(log, k.view());
+      if (!v)
+        return v.error();
+      if (!*v || !decode_record(**v, seq, r))
+        continue;
+      if (r.type != codec::frame_type::message || !r.origin_device.empty()
+          || r.other_uid == 0 || r.other_uid == op.uid
+          || r.expires_ms == 0 || r.expires_ms >= op.now_ms)
+        continue;
+      auto& m = scratch_msg;
+      if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data())
+                               + codec::header_size,
+                             r.frame.size() - codec::header_size, m)
+          != codec::errc::ok)
+        return corrupt("log message");
+      codec::status_update su{0,
+                              m.mid,
+                              me,
+                              0,
+                              {},
+                              codec::message_status::expired,
+                              op.now_ms,
+                              "not delivered before its expiry: '" + me
+                                + "' was offline; send it again or with a "
+                                  "longer expiry"};
+      frame_buf.clear();
+      codec::encode(su, frame_buf);
+      auto s = append_record(t, r.other_uid, op.now_ms, 0, op.uid,
+                             codec::frame_type::status_update, {}, frame_buf);
+      if (!s)
+        return s.error();
+      if (auto p = t.put(expired, k.view(), ""); !p)
+        return p;
+      touched.push_back(r.other_uid);
+    }
+    return {};
+  }
+
   status do_read(txn& t, read_op& op, std::vector<uint64_t>& touched) {
     auto [app, me] = identity(t, op.uid);
     if (app.empty())
@@ -637,7 +687,7 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
       {&p->tokens, "tokens"},   {&p->user_tokens, "user_tokens"},
       {&p->log, "log"},         {&p->state, "state"},
       {&p->cursors, "cursors"}, {&p->dedup, "dedup"},
-      {&p->reads, "reads"}};
+      {&p->reads, "reads"},     {&p->expired, "expired"}};
     for (auto& tb : tables) {
       auto d = t.open_dbi(tb.name);
       if (!d)
@@ -933,8 +983,10 @@ status server_store::apply(std::vector<write_op>& ops,
             return impl_->do_append(t, op, out[i].append, touched);
           } else if constexpr (std::is_same_v<T, ack_op>) {
             return impl_->do_ack(t, op, touched);
-          } else {
+          } else if constexpr (std::is_same_v<T, read_op>) {
             return impl_->do_read(t, op, touched);
+          } else {
+            return impl_->do_expire(t, op, touched);
           }
         },
         ops[i]);

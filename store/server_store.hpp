@@ -122,7 +122,15 @@ struct read_op {
   uint64_t now_ms = 0;
 };
 
-using write_op = std::variant<append_op, ack_op, read_op>;
+/// Messages in the user's log expired undelivered: EXPIRED goes to their
+/// senders (once per message, however many devices report it).
+struct expire_op {
+  uint64_t uid = 0;
+  std::vector<uint64_t> seqs;
+  uint64_t now_ms = 0;
+};
+
+using write_op = std::variant<append_op, ack_op, read_op, expire_op>;
 
 /// The outcome of one write_op; `touched` lists users whose log grew.
 struct write_outcome {

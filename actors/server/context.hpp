@@ -19,6 +19,9 @@
 
 namespace parley::srv {
 
+/// Milliseconds since the Unix epoch by the system clock.
+uint64_t now_ms();
+
 struct context {
   server_options opts;
   std::shared_ptr<store::server_store> store;
@@ -29,11 +32,12 @@ struct context {
   storage_actor storage;
   dispatcher_actor dispatcher;
   std::atomic<bool> stopping{false};
+
+  /// Server time, ms since the Unix epoch: server_options::clock when set
+  /// (tests move time with it), else the system clock.
+  uint64_t now() const { return opts.clock ? opts.clock() : now_ms(); }
 };
 
 using context_ptr = std::shared_ptr<context>;
-
-/// Milliseconds since the Unix epoch (server time stamps everything).
-uint64_t now_ms();
 
 } // namespace parley::srv

@@ -162,11 +162,15 @@ void pump(session_ptr self) {
     }
     if (st.records.empty())
       break;
-    auto now = now_ms();
+    auto now = self->state.ctx->now();
+    std::vector<uint64_t> expired;
     for (auto& r : st.records) {
       st.sent_upto = r.seq;
-      if (r.expires_ms != 0 && r.expires_ms < now)
+      if (r.expires_ms != 0 && r.expires_ms < now) {
+        if (r.type == codec::frame_type::message && r.origin_device.empty())
+          expired.push_back(r.seq);
         continue;
+      }
       if (r.type == codec::frame_type::message && !r.origin_device.empty() &&
           r.origin_device == st.device) {
         auto& m = st.scratch;
@@ -189,6 +193,9 @@ void pump(session_ptr self) {
       st.out.insert(st.out.end(), r.frame.begin(), r.frame.end());
       st.last_delivered = r.seq;
     }
+    if (!expired.empty())
+      self->send(st.ctx->storage, expire_atom::value, st.uid,
+                 std::move(expired));
     // Records skipped at the tail need no storing by the device: once it
     // acknowledged everything it was sent, the cursor moves past them.
     if (st.acked == st.last_delivered && st.sent_upto > st.acked) {
@@ -206,7 +213,7 @@ void status_now(session_ptr self, const codec::send& s,
                 codec::message_status value, std::string text) {
   put(self,
       codec::status_update{
-        0, s.mid, s.peer, s.group_id, {}, value, now_ms(), std::move(text)});
+        0, s.mid, s.peer, s.group_id, {}, value, self->state.ctx->now(), std::move(text)});
 }
 
 void on_send(session_ptr self, codec::send& s, const uint8_t* body,
@@ -242,7 +249,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
       return;
     }
     codec::message m;
-    m.ts_ms = now_ms();
+    m.ts_ms = self->state.ctx->now();
     m.sender = st.address;
     m.peer = st.address;
     m.mid = s.mid;
@@ -267,7 +274,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                                        0,
                                        {},
                                        value,
-                                       now_ms(),
+                                       self->state.ctx->now(),
                                        reached > 0
                                          ? std::string{}
                                          : "'" + peer +
@@ -310,7 +317,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                                        0,
                                        {},
                                        codec::message_status::fail,
-                                       now_ms(),
+                                       self->state.ctx->now(),
                                        "the server's storage failed (" +
                                          self->system().render(err) +
                                          "): send it again"});
@@ -390,7 +397,7 @@ void on_hello(session_ptr self, codec::hello& h) {
                  "hand-written client must send a stable id per device");
     return;
   }
-  auto tc = st.ctx->store->check_token(h.app_id, h.token, now_ms());
+  auto tc = st.ctx->store->check_token(h.app_id, h.token, self->state.ctx->now());
   if (!tc.ok) {
     login_failed(self, tc.reason, explain(tc.reason, h.app_id));
     return;
@@ -420,7 +427,7 @@ void on_hello(session_ptr self, codec::hello& h) {
              caf::actor_cast<caf::actor>(self));
   codec::login_ok ok;
   ok.address = st.address;
-  ok.server_time_ms = now_ms();
+  ok.server_time_ms = self->state.ctx->now();
   ok.head_seq = st.ctx->store->head(st.uid);
   ok.cursor = st.acked;
   ok.max_frame = st.ctx->opts.max_frame;
@@ -431,7 +438,7 @@ void on_hello(session_ptr self, codec::hello& h) {
   st.ctx->log->debug("session {}: {}/{} device {} logged in", st.peer_addr,
                      st.app, st.address, st.device);
   if (tc.expires_ms != 0) {
-    auto now = now_ms();
+    auto now = self->state.ctx->now();
     auto left = tc.expires_ms > now ? tc.expires_ms - now : 0;
     self->delayed_send(self, milliseconds(left), expire_atom::value);
   }
@@ -452,7 +459,7 @@ void on_admin_hello(session_ptr self, codec::admin_hello& h) {
   st.ph = phase::admin;
   codec::login_ok ok;
   ok.address = "admin";
-  ok.server_time_ms = now_ms();
+  ok.server_time_ms = self->state.ctx->now();
   ok.max_frame = st.ctx->opts.max_frame;
   ok.ping_interval_s = st.ctx->opts.ping_interval_s;
   ok.server = "parleyd " PARLEY_VERSION;
@@ -607,7 +614,7 @@ caf::actor make_session_actor(caf::actor_system& sys, caf::actor connection,
         auto r = static_cast<codec::goodbye_reason>(reason);
         // A revocation of one token ends only the sessions that used it.
         if (r == codec::goodbye_reason::auth_revoked &&
-            s.ctx->store->token_valid(s.token_id, now_ms()))
+            s.ctx->store->token_valid(s.token_id, self->state.ctx->now()))
           return;
         close(self, codec::goodbye{r, std::move(text)});
       },

@@ -114,7 +114,7 @@ bytes run_admin(storage_ptr self, uint8_t type, const bytes& body) {
   if (auto e = codec::decode(t, body.data(), body.size(), f);
       e != codec::errc::ok)
     return reply_frame(0, codec::to_status(e, "admin frame"));
-  auto now = now_ms();
+  auto now = self->state.ctx->now();
   return std::visit(
     [&](auto& x) -> bytes {
       using T = std::decay_t<decltype(x)>;
@@ -206,7 +206,7 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         op.app_id = std::move(req.app_id);
         op.sender = std::move(req.sender);
         op.device = std::move(req.device);
-        op.now_ms = now_ms();
+        op.now_ms = self->state.ctx->now();
         if (auto e = codec::decode_body(req.send_body.data(),
                                         req.send_body.size(), op.msg);
             e != codec::errc::ok) {
@@ -223,12 +223,17 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         return st.promises.back();
       },
       [=](ack_atom, uint64_t uid, std::string& device, uint64_t seq) {
-        store::ack_op op{uid, std::move(device), seq, now_ms()};
+        store::ack_op op{uid, std::move(device), seq, self->state.ctx->now()};
         self->state.ops.emplace_back(std::move(op));
         schedule_flush(self);
       },
       [=](read_atom, uint64_t uid, std::string& peer, uint64_t up_to) {
-        store::read_op op{uid, std::move(peer), up_to, now_ms()};
+        store::read_op op{uid, std::move(peer), up_to, self->state.ctx->now()};
+        self->state.ops.emplace_back(std::move(op));
+        schedule_flush(self);
+      },
+      [=](expire_atom, uint64_t uid, std::vector<uint64_t>& seqs) {
+        store::expire_op op{uid, std::move(seqs), self->state.ctx->now()};
         self->state.ops.emplace_back(std::move(op));
         schedule_flush(self);
       },

@@ -17,6 +17,7 @@
 #include <parley/status.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +65,10 @@ struct server_options {
   uint32_t threads = 0;
   /// Log level: trace, debug, info, warn, error, off.
   std::string log_level = "info";
+  /// Server time in ms since the Unix epoch; empty = the system clock. The
+  /// server time-stamps messages and decides expiry with it; tests move time
+  /// forward with it. Called from several threads: must be thread-safe.
+  std::function<uint64_t()> clock;
 };
 
 /// What a login hook sees.

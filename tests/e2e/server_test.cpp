@@ -10,6 +10,10 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+
 using namespace parley;
 using namespace parley::test;
 using codec::message_status;
@@ -18,22 +22,38 @@ namespace {
 
 struct fixture {
   temp_dir dir;
+  /// Added to the system clock: tests move the server's time forward.
+  std::shared_ptr<std::atomic<uint64_t>> skew_ms
+    = std::make_shared<std::atomic<uint64_t>>(0);
   server_options opts;
   std::unique_ptr<server> srv;
   std::string alice_token;
   std::string bob_token;
 
   explicit fixture(std::shared_ptr<server_hooks> hooks = nullptr,
-                   uint64_t quota = 100000) {
+                   std::function<void(server_options&)> tweak = nullptr) {
     opts.port = 0;
     opts.data_dir = dir.path();
     opts.log_level = "warn";
     opts.threads = 2;
-    opts.inbox_quota = quota;
+    opts.clock = [skew = skew_ms] {
+      using namespace std::chrono;
+      return static_cast<uint64_t>(
+               duration_cast<milliseconds>(
+                 system_clock::now().time_since_epoch())
+                 .count())
+             + skew->load();
+    };
+    if (tweak)
+      tweak(opts);
     start(hooks);
     REQUIRE(srv->app_add("demo").ok());
     alice_token = user("alice");
     bob_token = user("bob");
+  }
+
+  void advance(std::chrono::seconds s) {
+    *skew_ms += static_cast<uint64_t>(s.count()) * 1000;
   }
 
   void start(std::shared_ptr<server_hooks> hooks = nullptr) {
@@ -215,7 +235,7 @@ TEST_CASE("receipts reach a sender that was offline meanwhile") {
 }
 
 TEST_CASE("USEROFFLINE, INVALIDDEST and INBOXFULL") {
-  fixture f{nullptr, 2};
+  fixture f{nullptr, [](server_options& o) { o.inbox_quota = 2; }};
   auto a = f.login(f.alice_token, "a1");
   SUBCASE("expiry 0 to an offline user is USEROFFLINE") {
     auto s = text(1, "bob", "now or never");
@@ -442,4 +462,71 @@ TEST_CASE("admin frames over the wire with the admin key") {
   u->send(codec::admin_app_add{5, "x", ""});
   CHECK(u->expect<codec::server_error>().code ==
         status_code::failed_precondition);
+}
+
+TEST_CASE("an expired token cannot log in") {
+  fixture f;
+  auto t = f.srv->user_add("demo", "eve", "", 60);
+  REQUIRE(t.ok());
+  f.advance(std::chrono::seconds(61));
+  CHECK(failed_login(f, "demo", t->token).reason
+        == codec::login_failure_reason::expired);
+}
+
+TEST_CASE("a token that expires ends its live session") {
+  fixture f;
+  auto t = f.srv->user_add("demo", "eve", "", 1);
+  REQUIRE(t.ok());
+  auto c = f.login(t->token, "e1");
+  auto bye = c->expect<codec::goodbye>(std::chrono::seconds(10));
+  CHECK(bye.reason == codec::goodbye_reason::auth_revoked);
+  CHECK(bye.text.find("expired") != std::string::npos);
+  CHECK(c->wait_closed());
+}
+
+TEST_CASE("a message not delivered before its expiry is EXPIRED, not "
+          "delivered") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto s = text(77, "bob", "soon stale");
+  s.expiry_s = 60;
+  a->send(s);
+  CHECK(answer(*a, 77).value == message_status::sent);
+  a->send(text(78, "bob", "fresh", 0)); // default expiry: 7 days
+  CHECK(answer(*a, 78).value == message_status::sent);
+  f.advance(std::chrono::seconds(61));
+  auto b = f.login(f.bob_token, "b1");
+  auto m = b->expect<codec::message>();
+  CHECK(m.payload == "fresh"); // the stale one is skipped
+  b->send(codec::ack{m.seq});
+  b->barrier();
+  CHECK(b->queued() == 0);
+  for (;;) {
+    auto st = a->expect<codec::status_update>();
+    if (st.value == message_status::expired) {
+      CHECK(st.mid == 77);
+      CHECK(st.peer == "bob");
+      CHECK(st.seq > 0); // a log record: reaches an offline sender too
+      break;
+    }
+  }
+  // A second device of bob skips it too, and no second EXPIRED is sent.
+  auto b2 = f.login(f.bob_token, "b2");
+  b2->barrier();
+  a->barrier();
+  while (a->queued() > 0) {
+    auto st = a->expect<codec::status_update>();
+    CHECK(st.value != message_status::expired);
+  }
+}
+
+TEST_CASE("a silent connection is closed after the idle timeout") {
+  fixture f{nullptr, [](server_options& o) {
+              o.idle_timeout_s = 1;
+              o.ping_interval_s = 1;
+            }};
+  auto a = f.login(f.alice_token, "a1");
+  auto bye = a->expect<codec::goodbye>(std::chrono::seconds(10));
+  CHECK(bye.reason == codec::goodbye_reason::idle);
+  CHECK(a->wait_closed());
 }
