@@ -1,0 +1,135 @@
+// parleyd as a process: kill -9 and restart on the same port loses nothing
+// that got SENT; SIGTERM says SHUTDOWN to clients and exits 0.
+
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/test_client.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <sys/wait.h>
+
+using namespace parley;
+using namespace parley::test;
+
+namespace {
+
+/// A parleyd child process.
+class parleyd_process {
+public:
+  parleyd_process(const std::string& data_dir, uint16_t port) {
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::close(out[0]);
+      ::close(out[1]);
+      auto port_str = std::to_string(port);
+      ::execl(PARLEY_PARLEYD, "parleyd", "--data-dir", data_dir.c_str(),
+              "--port", port_str.c_str(), "--demo", "--log-level", "warn",
+              "--threads", "2", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    // Read stdout until parleyd says where it listens.
+    std::string text;
+    char buf[512];
+    while (text.find("parleyd listening on") == std::string::npos) {
+      auto n = ::read(out[0], buf, sizeof(buf));
+      REQUIRE_MESSAGE(n > 0, "parleyd exited before listening: " << text);
+      text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(out[0]);
+    auto pos = text.find("parleyd listening on");
+    auto line = text.substr(pos, text.find('\n', pos) - pos);
+    port_ = static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+    std::ifstream tokens{data_dir + "/demo-tokens.txt"};
+    std::string user, token;
+    while (tokens >> user >> token)
+      tokens_[user] = token;
+    REQUIRE(tokens_.size() == 2);
+  }
+
+  ~parleyd_process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  /// Sends `sig` and returns the exit status (or 128 + signal).
+  int signal_and_wait(int sig) {
+    ::kill(pid_, sig);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+
+  uint16_t port() const { return port_; }
+  const std::string& token(const std::string& user) { return tokens_[user]; }
+
+private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::map<std::string, std::string> tokens_;
+};
+
+} // namespace
+
+TEST_CASE("kill -9 loses nothing that got SENT; the port rebinds at once") {
+  temp_dir dir;
+  auto cert = dir.path() + "/cert.pem";
+  uint16_t port;
+  {
+    parleyd_process p{dir.path(), 0};
+    port = p.port();
+    auto a = test_client::connect(port, cert);
+    a->login("demo", p.token("alice"), "a1");
+    for (uint64_t i = 1; i <= 50; ++i) {
+      codec::send s;
+      s.mid = i;
+      s.peer = "bob";
+      s.payload = "msg " + std::to_string(i);
+      a->send(s);
+    }
+    // Wait for all 50 SENT answers (seq 0); ignore the streamed own copies.
+    size_t sent = 0;
+    while (sent < 50) {
+      auto st = a->expect<codec::status_update>();
+      if (st.seq == 0) {
+        CHECK(st.value == codec::message_status::sent);
+        ++sent;
+      }
+    }
+    CHECK(p.signal_and_wait(SIGKILL) == 128 + SIGKILL);
+  }
+  parleyd_process again{dir.path(), port};
+  CHECK(again.port() == port);
+  auto b = test_client::connect(port, cert);
+  b->login("demo", again.token("bob"), "b1");
+  for (uint64_t i = 1; i <= 50; ++i) {
+    auto m = b->expect<codec::message>();
+    CHECK(m.seq == i);
+    CHECK(m.payload == "msg " + std::to_string(i));
+    b->send(codec::ack{m.seq});
+  }
+  b->barrier();
+  CHECK(b->queued() == 0);
+}
+
+TEST_CASE("SIGTERM tells clients SHUTDOWN and exits 0") {
+  temp_dir dir;
+  parleyd_process p{dir.path(), 0};
+  auto a = test_client::connect(p.port(), dir.path() + "/cert.pem");
+  a->login("demo", p.token("alice"), "a1");
+  CHECK(p.signal_and_wait(SIGTERM) == 0);
+  auto bye = a->expect<codec::goodbye>();
+  CHECK(bye.reason == codec::goodbye_reason::shutdown);
+  CHECK(a->wait_closed());
+}
