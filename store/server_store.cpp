@@ -581,15 +581,15 @@ struct server_store::impl {
         return v.error();
       if (!*v || !decode_record(**v, seq, r))
         continue;
-      if (r.type != codec::frame_type::message || !r.origin_device.empty()
-          || r.other_uid == 0 || r.other_uid == op.uid
-          || r.expires_ms == 0 || r.expires_ms >= op.now_ms)
+      if (r.type != codec::frame_type::message || !r.origin_device.empty() ||
+          r.other_uid == 0 || r.other_uid == op.uid || r.expires_ms == 0 ||
+          r.expires_ms >= op.now_ms)
         continue;
       auto& m = scratch_msg;
-      if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data())
-                               + codec::header_size,
-                             r.frame.size() - codec::header_size, m)
-          != codec::errc::ok)
+      if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data()) +
+                               codec::header_size,
+                             r.frame.size() - codec::header_size,
+                             m) != codec::errc::ok)
         return corrupt("log message");
       codec::status_update su{0,
                               m.mid,
@@ -598,9 +598,9 @@ struct server_store::impl {
                               {},
                               codec::message_status::expired,
                               op.now_ms,
-                              "not delivered before its expiry: '" + me
-                                + "' was offline; send it again or with a "
-                                  "longer expiry"};
+                              "not delivered before its expiry: '" + me +
+                                "' was offline; send it again or with a "
+                                "longer expiry"};
       frame_buf.clear();
       codec::encode(su, frame_buf);
       auto s = append_record(t, r.other_uid, op.now_ms, 0, op.uid,

@@ -211,9 +211,14 @@ void pump(session_ptr self) {
 
 void status_now(session_ptr self, const codec::send& s,
                 codec::message_status value, std::string text) {
-  put(self,
-      codec::status_update{
-        0, s.mid, s.peer, s.group_id, {}, value, self->state.ctx->now(), std::move(text)});
+  put(self, codec::status_update{0,
+                                 s.mid,
+                                 s.peer,
+                                 s.group_id,
+                                 {},
+                                 value,
+                                 self->state.ctx->now(),
+                                 std::move(text)});
 }
 
 void on_send(session_ptr self, codec::send& s, const uint8_t* body,
@@ -397,7 +402,8 @@ void on_hello(session_ptr self, codec::hello& h) {
                  "hand-written client must send a stable id per device");
     return;
   }
-  auto tc = st.ctx->store->check_token(h.app_id, h.token, self->state.ctx->now());
+  auto tc =
+    st.ctx->store->check_token(h.app_id, h.token, self->state.ctx->now());
   if (!tc.ok) {
     login_failed(self, tc.reason, explain(tc.reason, h.app_id));
     return;

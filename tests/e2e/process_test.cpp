@@ -19,7 +19,7 @@ namespace {
 
 /// A parleyd child process.
 class parleyd_process {
-public:
+ public:
   parleyd_process(const std::string& data_dir, uint16_t port) {
     int out[2];
     REQUIRE(::pipe(out) == 0);
@@ -74,7 +74,7 @@ public:
   uint16_t port() const { return port_; }
   const std::string& token(const std::string& user) { return tokens_[user]; }
 
-private:
+ private:
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::map<std::string, std::string> tokens_;
@@ -132,4 +132,71 @@ TEST_CASE("SIGTERM tells clients SHUTDOWN and exits 0") {
   auto bye = a->expect<codec::goodbye>();
   CHECK(bye.reason == codec::goodbye_reason::shutdown);
   CHECK(a->wait_closed());
+}
+
+namespace {
+
+/// Runs the parley CLI; returns (exit code, stdout + stderr).
+std::pair<int, std::string> run_cli(const std::string& args) {
+  std::string cmd = std::string{PARLEY_CLI} + " " + args + " 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  REQUIRE(f != nullptr);
+  std::string out;
+  char buf[512];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0)
+    out.append(buf, n);
+  int st = ::pclose(f);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+} // namespace
+
+TEST_CASE("parley admin manages apps, users and tokens, with clear errors") {
+  temp_dir dir;
+  parleyd_process p{dir.path(), 0};
+  auto base = "--server 127.0.0.1:" + std::to_string(p.port()) +
+              " --data-dir " + dir.path() + " ";
+  auto [rc, out] = run_cli(base + "admin app add chat");
+  CHECK(rc == 0);
+  CHECK(out.find("created") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "admin app add chat");
+  CHECK(rc == 1);
+  CHECK(out.find("already_exists") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "admin user add chat zoe --name Zoe");
+  CHECK(rc == 0);
+  auto pos = out.find("token    ");
+  REQUIRE(pos != std::string::npos);
+  auto token = out.substr(pos + 9, out.find('\n', pos) - pos - 9);
+  // The printed token logs in.
+  auto z = test_client::connect(p.port(), dir.path() + "/cert.pem");
+  CHECK(z->login("chat", token, "z1").address == "zoe");
+  std::tie(rc, out) = run_cli(base + "admin list users chat");
+  CHECK(rc == 0);
+  CHECK(out.find("\"zoe\"") != std::string::npos);
+  // Revoking ends the live session.
+  std::tie(rc, out) = run_cli(base + "admin token revoke chat zoe");
+  CHECK(rc == 0);
+  CHECK(z->expect<codec::goodbye>().reason ==
+        codec::goodbye_reason::auth_revoked);
+  std::tie(rc, out) = run_cli(base + "admin user add nope zoe");
+  CHECK(rc == 1);
+  CHECK(out.find("no app 'nope'") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "--admin-key wrong admin list apps");
+  CHECK(rc == 1);
+  CHECK(out.find("wrong admin key") != std::string::npos);
+  std::tie(rc, out) = run_cli("--server 127.0.0.1:1 --data-dir " + dir.path() +
+                              " admin list apps");
+  CHECK(rc == 1);
+  CHECK(out.find("is parleyd running") != std::string::npos);
+  // A certificate that is not the server's is not trusted.
+  auto stranger = tls::generate_self_signed("stranger");
+  REQUIRE(stranger.ok());
+  auto stranger_pem = dir.path() + "/stranger.pem";
+  std::ofstream{stranger_pem} << stranger->cert_pem;
+  std::tie(rc, out) =
+    run_cli("--server 127.0.0.1:" + std::to_string(p.port()) +
+            " --admin-key x --ca " + stranger_pem + " admin list apps");
+  CHECK(rc == 1);
+  CHECK(out.find("not trusted") != std::string::npos);
 }

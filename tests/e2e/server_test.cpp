@@ -23,8 +23,8 @@ namespace {
 struct fixture {
   temp_dir dir;
   /// Added to the system clock: tests move the server's time forward.
-  std::shared_ptr<std::atomic<uint64_t>> skew_ms
-    = std::make_shared<std::atomic<uint64_t>>(0);
+  std::shared_ptr<std::atomic<uint64_t>> skew_ms =
+    std::make_shared<std::atomic<uint64_t>>(0);
   server_options opts;
   std::unique_ptr<server> srv;
   std::string alice_token;
@@ -38,11 +38,10 @@ struct fixture {
     opts.threads = 2;
     opts.clock = [skew = skew_ms] {
       using namespace std::chrono;
-      return static_cast<uint64_t>(
-               duration_cast<milliseconds>(
-                 system_clock::now().time_since_epoch())
-                 .count())
-             + skew->load();
+      return static_cast<uint64_t>(duration_cast<milliseconds>(
+                                     system_clock::now().time_since_epoch())
+                                     .count()) +
+             skew->load();
     };
     if (tweak)
       tweak(opts);
@@ -469,8 +468,8 @@ TEST_CASE("an expired token cannot log in") {
   auto t = f.srv->user_add("demo", "eve", "", 60);
   REQUIRE(t.ok());
   f.advance(std::chrono::seconds(61));
-  CHECK(failed_login(f, "demo", t->token).reason
-        == codec::login_failure_reason::expired);
+  CHECK(failed_login(f, "demo", t->token).reason ==
+        codec::login_failure_reason::expired);
 }
 
 TEST_CASE("a token that expires ends its live session") {

@@ -7,22 +7,16 @@
 // barriers, never with sleeps.
 
 #include "actors/tls/tls.hpp"
+#include "actors/tls/tls_socket.hpp"
 #include "codec/codec.hpp"
 
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace parley::test {
 
@@ -38,95 +32,33 @@ class test_client {
     o.ca_file = ca_file;
     auto ctx = tls::context::client(o);
     REQUIRE_MESSAGE(ctx.ok(), ctx.error().to_string());
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) ==
-            0);
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    auto c = std::unique_ptr<test_client>(new test_client(fd, *ctx));
-    tls::bytes out;
-    REQUIRE(c->tls_.start(out).ok());
-    c->write_raw(out);
-    return c;
-  }
-
-  ~test_client() {
-    if (fd_ >= 0)
-      ::close(fd_);
+    auto s = tls::tls_socket::connect("127.0.0.1", port, *ctx, 10s);
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    return std::unique_ptr<test_client>(new test_client(std::move(*s)));
   }
 
   /// Sends one frame.
   template<class Frame>
   void send(const Frame& f) {
-    codec::buffer b;
-    REQUIRE(codec::encode(f, b) == codec::errc::ok);
-    send_plain(b);
+    sock_->send(f); // a broken connection shows in the next receive
   }
 
   /// Sends plaintext bytes as they are (for malformed-input tests).
   void send_plain(const codec::buffer& b) {
-    tls::bytes out;
-    REQUIRE(tls_.send(b.data(), b.size(), out).ok());
-    write_raw(out);
+    sock_->send_plain(b.data(), b.size());
   }
 
   /// Writes bytes to the socket, unencrypted (garbage below TLS).
-  void write_raw(const tls::bytes& b) {
-    size_t off = 0;
-    while (off < b.size()) {
-      auto n = ::send(fd_, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-      if (n <= 0)
-        return; // peer gone: the reads will tell
-      off += static_cast<size_t>(n);
-    }
-  }
+  void write_raw(const tls::bytes& b) { sock_->write_raw(b); }
 
   /// The next frame, or nullopt when the connection closed or the deadline
   /// passed (`timed_out()` tells which).
   std::optional<codec::frame> next(std::chrono::milliseconds within = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + within;
-    while (frames_.empty()) {
-      if (closed_)
-        return std::nullopt;
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        timed_out_ = true;
-        return std::nullopt;
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-        continue;
-      uint8_t buf[16384];
-      auto n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) {
-        closed_ = true;
-        continue;
-      }
-      tls::bytes plain, out;
-      auto st = tls_.receive(buf, static_cast<size_t>(n), plain, out);
-      write_raw(out);
-      if (!st) {
-        tls_error_ = st;
-        closed_ = true;
-      }
-      auto e = parser_.feed(
-        plain.data(), plain.size(),
-        [&](codec::frame_type t, const uint8_t* body, size_t len) {
-          codec::frame f;
-          REQUIRE(codec::decode(t, body, len, f) == codec::errc::ok);
-          frames_.push_back(std::move(f));
-        });
-      REQUIRE(e == codec::errc::ok);
-    }
-    auto f = std::move(frames_.front());
-    frames_.pop_front();
-    return f;
+    auto f = sock_->receive(within);
+    if (f)
+      return std::move(*f);
+    timed_out_ = f.error().code() == status_code::timeout;
+    return std::nullopt;
   }
 
   /// The next frame, which must be a T.
@@ -150,21 +82,22 @@ class test_client {
   void barrier() {
     uint64_t nonce = ++nonce_;
     send(codec::ping{nonce});
+    std::vector<codec::frame> held;
     for (;;) {
       auto f = next();
       REQUIRE(f.has_value());
       if (auto* p = std::get_if<codec::pong>(&*f); p && p->nonce == nonce)
         break;
-      held_.push_back(std::move(*f));
+      held.push_back(std::move(*f));
     }
     // Put back what arrived before the pong, in order.
-    for (auto i = held_.rbegin(); i != held_.rend(); ++i)
-      frames_.push_front(std::move(*i));
-    held_.clear();
+    auto& q = sock_->queue();
+    for (auto i = held.rbegin(); i != held.rend(); ++i)
+      q.push_front(std::move(*i));
   }
 
   /// Frames queued right now (call barrier() first).
-  size_t queued() const { return frames_.size(); }
+  size_t queued() const { return sock_->queue().size(); }
 
   /// Logs in; returns login_ok or fails the test.
   codec::login_ok login(const std::string& app, const std::string& token,
@@ -181,40 +114,33 @@ class test_client {
     return *ok;
   }
 
-  /// Waits until the server closes the connection; true if it did.
+  /// Waits until the server closes the connection; true if it did. Frames
+  /// that arrive meanwhile stay queued.
   bool wait_closed(std::chrono::milliseconds within = 10s) {
     auto deadline = std::chrono::steady_clock::now() + within;
-    while (!closed_ && std::chrono::steady_clock::now() < deadline) {
+    std::vector<codec::frame> held;
+    while (!sock_->closed() && std::chrono::steady_clock::now() < deadline) {
       auto f = next(std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now()));
       if (f)
-        held_.push_back(std::move(*f));
+        held.push_back(std::move(*f));
     }
-    for (auto& f : held_)
-      frames_.push_back(std::move(f));
-    held_.clear();
-    return closed_;
+    for (auto& f : held)
+      sock_->queue().push_back(std::move(f));
+    return sock_->closed();
   }
 
-  bool closed() const { return closed_; }
+  bool closed() const { return sock_->closed(); }
   bool timed_out() const { return timed_out_; }
-  const status& tls_error() const { return tls_error_; }
 
  private:
-  test_client(int fd, std::shared_ptr<tls::context> ctx)
-    : fd_(fd), tls_(std::move(ctx), "127.0.0.1"),
-      parser_(codec::max_frame_body_protocol) {
+  explicit test_client(std::unique_ptr<tls::tls_socket> s)
+    : sock_(std::move(s)) {
     // nop
   }
 
-  int fd_;
-  tls::stream tls_;
-  codec::frame_parser parser_;
-  std::deque<codec::frame> frames_;
-  std::deque<codec::frame> held_;
-  bool closed_ = false;
+  std::unique_ptr<tls::tls_socket> sock_;
   bool timed_out_ = false;
-  status tls_error_;
   uint64_t nonce_ = 0;
 };
 
