@@ -28,6 +28,7 @@ namespace parley::store {
 //   dedup       uid, u8 device length, device, mid -> dedup_entry
 //   reads       uid, peer uid -> u64 seq read up to
 //   expired     uid, seq -> ""  (EXPIRED already sent for that record)
+//   expiries    expires_ms, uid, seq -> ""  (messages by expiry, for sweeps)
 
 namespace {
 
@@ -234,7 +235,7 @@ struct server_store::impl {
   std::unique_ptr<env> e;
   server_store_options opts;
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
-    reads, expired;
+    reads, expired, expiries;
   codec::buffer frame_buf; // writer-side scratch (one writer at a time)
   codec::message scratch_msg;
 
@@ -365,6 +366,7 @@ struct server_store::impl {
       if (!s && s.code() != status_code::not_found)
         return s;
     }
+    // (expiries entries of a deleted user are dropped by the next sweep.)
     for (dbi db : {user_tokens, log, cursors, dedup, reads, expired})
       if (auto s = delete_prefix(t, db, prefix); !s)
         return s;
@@ -444,6 +446,12 @@ struct server_store::impl {
                               codec::frame_type::message, {}, frame_buf);
     if (!rseq)
       return rseq.error();
+    {
+      key_builder ek;
+      ek.u64(expires).u64(ruid).u64(*rseq);
+      if (auto s = t.put(expiries, ek.view(), ""); !s)
+        return s;
+    }
     // The sender's copy (its other devices see what it sent).
     rec.peer = m.peer;
     rec.outgoing = true;
@@ -531,10 +539,11 @@ struct server_store::impl {
     auto cur = t.get(cursors, ck.view());
     if (!cur)
       return cur.error();
-    uint64_t old = *cur && (*cur)->size() >= 8 ? get_le64((*cur)->data()) : 0;
+    bool known = *cur && (*cur)->size() >= 8;
+    uint64_t old = known ? get_le64((*cur)->data()) : 0;
     auto st = get_state(t, op.uid);
     uint64_t seq = std::min(op.seq, st.head);
-    if (seq <= old)
+    if (seq <= old && known)
       return {};
     std::string v;
     put_le64(v, seq);
@@ -547,9 +556,15 @@ struct server_store::impl {
     uint64_t from = st.delivered_upto;
     std::vector<log_record> recs;
     if (auto s = scan_messages(t, op.uid, from, seq,
-                               [&](const log_record& r) {
-                                 recs.push_back(r);
-                                 return status{};
+                               [&](const log_record& r) -> status {
+                                 // A record skipped as expired got EXPIRED,
+                                 // not DELIVERED.
+                                 auto gone = is_expired(t, op.uid, r.seq);
+                                 if (!gone)
+                                   return gone.error();
+                                 if (!*gone)
+                                   recs.push_back(r);
+                                 return {};
                                });
         !s)
       return s;
@@ -565,51 +580,119 @@ struct server_store::impl {
     return put_state(t, op.uid, st);
   }
 
+  /// True when EXPIRED was already sent for (uid, seq).
+  result<bool> is_expired(txn& t, uint64_t uid, uint64_t seq) {
+    key_builder k;
+    k.u64(uid).u64(seq);
+    auto done = t.get(expired, k.view());
+    if (!done)
+      return done.error();
+    return done->has_value();
+  }
+
+  /// Sends EXPIRED to the sender of incoming message record `r` of `uid`,
+  /// once, unless a device of `uid` acknowledged it.
+  status expire_record(txn& t, uint64_t uid, const std::string& me,
+                       const log_record& r, uint64_t now,
+                       std::vector<uint64_t>& touched) {
+    if (r.type != codec::frame_type::message || !r.origin_device.empty()
+        || r.other_uid == 0 || r.other_uid == uid || r.expires_ms == 0
+        || r.expires_ms >= now)
+      return {};
+    if (r.seq <= get_state(t, uid).delivered_upto)
+      return {}; // delivered before it expired
+    auto done = is_expired(t, uid, r.seq);
+    if (!done)
+      return done.error();
+    if (*done)
+      return {};
+    auto& m = scratch_msg;
+    if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data())
+                             + codec::header_size,
+                           r.frame.size() - codec::header_size, m)
+        != codec::errc::ok)
+      return corrupt("log message");
+    codec::status_update su{0,
+                            m.mid,
+                            me,
+                            0,
+                            {},
+                            codec::message_status::expired,
+                            now,
+                            "not delivered before its expiry: '" + me
+                              + "' was offline; send it again or with a "
+                                "longer expiry"};
+    frame_buf.clear();
+    codec::encode(su, frame_buf);
+    auto s = append_record(t, r.other_uid, now, 0, uid,
+                           codec::frame_type::status_update, {}, frame_buf);
+    if (!s)
+      return s.error();
+    key_builder k;
+    k.u64(uid).u64(r.seq);
+    if (auto p = t.put(expired, k.view(), ""); !p)
+      return p;
+    touched.push_back(r.other_uid);
+    return {};
+  }
+
+  result<bool> load_record(txn& t, uint64_t uid, uint64_t seq,
+                           log_record& r) {
+    key_builder k;
+    k.u64(uid).u64(seq);
+    auto v = t.get(log, k.view());
+    if (!v)
+      return v.error();
+    if (!*v)
+      return false;
+    if (!decode_record(**v, seq, r))
+      return corrupt("log");
+    return true;
+  }
+
   status do_expire(txn& t, expire_op& op, std::vector<uint64_t>& touched) {
     auto me = identity(t, op.uid).second;
     log_record r;
     for (auto seq : op.seqs) {
-      key_builder k;
-      k.u64(op.uid).u64(seq);
-      auto done = t.get(expired, k.view());
-      if (!done)
-        return done.error();
-      if (*done)
-        continue;
-      auto v = t.get(log, k.view());
-      if (!v)
-        return v.error();
-      if (!*v || !decode_record(**v, seq, r))
-        continue;
-      if (r.type != codec::frame_type::message || !r.origin_device.empty() ||
-          r.other_uid == 0 || r.other_uid == op.uid || r.expires_ms == 0 ||
-          r.expires_ms >= op.now_ms)
-        continue;
-      auto& m = scratch_msg;
-      if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data()) +
-                               codec::header_size,
-                             r.frame.size() - codec::header_size,
-                             m) != codec::errc::ok)
-        return corrupt("log message");
-      codec::status_update su{0,
-                              m.mid,
-                              me,
-                              0,
-                              {},
-                              codec::message_status::expired,
-                              op.now_ms,
-                              "not delivered before its expiry: '" + me +
-                                "' was offline; send it again or with a "
-                                "longer expiry"};
-      frame_buf.clear();
-      codec::encode(su, frame_buf);
-      auto s = append_record(t, r.other_uid, op.now_ms, 0, op.uid,
-                             codec::frame_type::status_update, {}, frame_buf);
-      if (!s)
-        return s.error();
-      if (auto p = t.put(expired, k.view(), ""); !p)
-        return p;
-      touched.push_back(r.other_uid);
+      auto found = load_record(t, op.uid, seq, r);
+      if (!found)
+        return found.error();
+      if (*found)
+        if (auto s = expire_record(t, op.uid, me, r, op.now_ms, touched); !s)
+          return s;
+    }
+    return {};
+  }
+
+  status do_sweep(txn& t, sweep_op& op, std::vector<uint64_t>& touched) {
+    std::vector<std::string> due;
+    {
+      auto c = t.open_cursor(expiries);
+      if (!c)
+        return c.error();
+      if (auto s = c->first(); !s)
+        return s;
+      while (c->valid() && due.size() < op.limit && c->key().size() == 24
+             && get_be64(c->key().data()) < op.now_ms) {
+        due.emplace_back(c->key());
+        if (auto s = c->next(); !s)
+          return s;
+      }
+    }
+    log_record r;
+    for (auto& key : due) {
+      uint64_t uid = get_be64(key.data() + 8);
+      uint64_t seq = get_be64(key.data() + 16);
+      auto found = load_record(t, uid, seq, r);
+      if (!found)
+        return found.error();
+      if (*found) {
+        auto me = identity(t, uid).second;
+        if (auto s = expire_record(t, uid, me, r, op.now_ms, touched); !s)
+          return s;
+      }
+      if (auto s = t.del(expiries, key); !s)
+        return s;
     }
     return {};
   }
@@ -687,7 +770,8 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
       {&p->tokens, "tokens"},   {&p->user_tokens, "user_tokens"},
       {&p->log, "log"},         {&p->state, "state"},
       {&p->cursors, "cursors"}, {&p->dedup, "dedup"},
-      {&p->reads, "reads"},     {&p->expired, "expired"}};
+      {&p->reads, "reads"},     {&p->expired, "expired"},
+      {&p->expiries, "expiries"}};
     for (auto& tb : tables) {
       auto d = t.open_dbi(tb.name);
       if (!d)
@@ -985,8 +1069,10 @@ status server_store::apply(std::vector<write_op>& ops,
             return impl_->do_ack(t, op, touched);
           } else if constexpr (std::is_same_v<T, read_op>) {
             return impl_->do_read(t, op, touched);
-          } else {
+          } else if constexpr (std::is_same_v<T, expire_op>) {
             return impl_->do_expire(t, op, touched);
+          } else {
+            return impl_->do_sweep(t, op, touched);
           }
         },
         ops[i]);
@@ -1084,15 +1170,21 @@ uint64_t server_store::head(uint64_t uid) {
   return impl_->get_state(*t, uid).head;
 }
 
-uint64_t server_store::cursor(uint64_t uid, const std::string& device) {
+uint64_t server_store::cursor(uint64_t uid, const std::string& device,
+                              bool* known) {
+  if (known != nullptr)
+    *known = false;
   auto t = impl_->e->begin_read();
   if (!t)
     return 0;
   key_builder ck;
   ck.u64(uid).bytes(device);
   auto v = t->get(impl_->cursors, ck.view());
-  if (v && *v && (*v)->size() >= 8)
+  if (v && *v && (*v)->size() >= 8) {
+    if (known != nullptr)
+      *known = true;
     return get_le64((*v)->data());
+  }
   // A new device starts where the user's least advanced device stands, so it
   // gets what is undelivered; older history comes through sync.
   auto c = t->open_cursor(impl_->cursors);
@@ -1116,10 +1208,13 @@ uint64_t server_store::cursor(uint64_t uid, const std::string& device) {
 }
 
 status server_store::read_log(uint64_t uid, uint64_t after, size_t max_records,
-                              size_t max_bytes, std::vector<log_record>& out) {
+                              size_t max_bytes, std::vector<log_record>& out,
+                              uint64_t* delivered_upto) {
   auto t = impl_->e->begin_read();
   if (!t)
     return t.error();
+  if (delivered_upto != nullptr)
+    *delivered_upto = impl_->get_state(*t, uid).delivered_upto;
   auto c = t->open_cursor(impl_->log);
   if (!c)
     return c.error();

@@ -130,7 +130,14 @@ struct expire_op {
   uint64_t now_ms = 0;
 };
 
-using write_op = std::variant<append_op, ack_op, read_op, expire_op>;
+/// Sends EXPIRED for messages whose expiry passed while no device of the
+/// receiver acknowledged them (at most `limit` per run).
+struct sweep_op {
+  uint64_t now_ms = 0;
+  size_t limit = 1000;
+};
+
+using write_op = std::variant<append_op, ack_op, read_op, expire_op, sweep_op>;
 
 /// The outcome of one write_op; `touched` lists users whose log grew.
 struct write_outcome {
@@ -215,13 +222,19 @@ class server_store {
   /// Highest sequence in the user's log (0 when empty).
   uint64_t head(uint64_t uid);
 
-  /// The device's cursor (0 when the device never acked).
-  uint64_t cursor(uint64_t uid, const std::string& device);
+  /// The device's cursor. A device never seen starts where the user's least
+  /// advanced device stands (0 for the first), and `known` is set false: the
+  /// caller records that start with an ack_op so later logins resume there.
+  uint64_t cursor(uint64_t uid, const std::string& device,
+                  bool* known = nullptr);
 
   /// Reads records with seq > `after`, at most `max_records` and about
-  /// `max_bytes` of frames (at least one record when any).
+  /// `max_bytes` of frames (at least one record when any). When given,
+  /// `delivered_upto` receives the highest seq any device of the user
+  /// acknowledged (records up to it are delivered, whatever their expiry).
   status read_log(uint64_t uid, uint64_t after, size_t max_records,
-                  size_t max_bytes, std::vector<log_record>& out);
+                  size_t max_bytes, std::vector<log_record>& out,
+                  uint64_t* delivered_upto = nullptr);
 
   /// Resolves a user's uid (0 when unknown).
   uint64_t uid_of(const std::string& app_id, const std::string& address);

@@ -38,6 +38,8 @@ using count_atom = caf::atom_constant<caf::atom("count")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+using consumed_atom = caf::atom_constant<caf::atom("consumed")>;
 
 // -- storage requests
 // ----------------------------------------------------------------

@@ -153,8 +153,9 @@ void pump(session_ptr self) {
       break;
     size_t n = std::min<uint64_t>(st.window - in_flight, 256);
     st.records.clear();
+    uint64_t delivered_upto = 0;
     if (auto s = st.ctx->store->read_log(st.uid, st.sent_upto, n, 256 * 1024,
-                                         st.records);
+                                         st.records, &delivered_upto);
         !s) {
       st.ctx->log->error("session {}: reading the log of uid {}: {}",
                          st.peer_addr, st.uid, s.to_string());
@@ -166,7 +167,9 @@ void pump(session_ptr self) {
     std::vector<uint64_t> expired;
     for (auto& r : st.records) {
       st.sent_upto = r.seq;
-      if (r.expires_ms != 0 && r.expires_ms < now) {
+      // Expired and acknowledged by no device: never delivered. (Another
+      // device got it in time: this one gets it too.)
+      if (r.expires_ms != 0 && r.expires_ms < now && r.seq > delivered_upto) {
         if (r.type == codec::frame_type::message && r.origin_device.empty())
           expired.push_back(r.seq);
         continue;
@@ -426,7 +429,11 @@ void on_hello(session_ptr self, codec::hello& h) {
   st.ph = phase::user;
   st.window = h.window == 0 ? st.ctx->opts.window
                             : std::min(h.window, st.ctx->opts.window);
-  st.acked = st.ctx->store->cursor(st.uid, st.device);
+  bool known = false;
+  st.acked = st.ctx->store->cursor(st.uid, st.device, &known);
+  if (!known) // remember where this new device starts
+    self->send(st.ctx->storage, ack_atom::value, st.uid, st.device,
+               st.acked);
   st.sent_upto = st.acked;
   st.last_delivered = st.acked;
   self->send(st.ctx->dispatcher, register_atom::value, st.uid, st.device,

@@ -43,7 +43,15 @@ void flush(storage_ptr self) {
     return;
   st.outcomes.clear();
   st.touched.clear();
-  auto res = st.ctx->store->apply(st.ops, st.outcomes, st.touched);
+  status res;
+  try {
+    res = st.ctx->store->apply(st.ops, st.outcomes, st.touched);
+  } catch (const std::exception& e) {
+    // A bug must not take the only writer down with it.
+    res = status{status_code::internal,
+                 std::string{"exception in the store: "} + e.what()};
+    st.outcomes.assign(st.ops.size(), store::write_outcome{res, {}});
+  }
   if (!res)
     st.ctx->log->error("storage: batch of {} failed: {}", st.ops.size(),
                        res.to_string());
@@ -181,7 +189,9 @@ bytes run_admin(storage_ptr self, uint8_t type, const bytes& body) {
                           "this server lists apps and users; sessions and "
                           "groups come with a later version"});
         }
-        return reply_frame(x.req, {}, out.dump());
+        return reply_frame(
+          x.req, {},
+          out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       } else {
         return reply_frame(0, status{status_code::invalid_argument,
                                      std::string{"'"} +
@@ -199,6 +209,7 @@ storage_actor make_storage_actor(caf::actor_system& sys,
   auto fn = [](storage_ptr self,
                std::shared_ptr<context> c) -> storage_actor::behavior_type {
     self->state.ctx = std::move(c);
+    self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
     return {
       [=](append_atom, append_request& req) -> caf::result<append_reply> {
         store::append_op op;
@@ -239,7 +250,19 @@ storage_actor make_storage_actor(caf::actor_system& sys,
       },
       [=](admin_atom, uint8_t type, const bytes& body) -> bytes {
         flush(self); // keep admin changes ordered after queued messages
-        return run_admin(self, type, body);
+        try {
+          return run_admin(self, type, body);
+        } catch (const std::exception& e) {
+          return reply_frame(0, status{status_code::internal,
+                                       std::string{"admin request failed: "}
+                                         + e.what()});
+        }
+      },
+      [=](sweep_atom) {
+        self->state.ops.emplace_back(
+          store::sweep_op{self->state.ctx->now(), 1000});
+        schedule_flush(self);
+        self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
       },
       [=](flush_atom) -> bool {
         flush(self);

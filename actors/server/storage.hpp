@@ -14,6 +14,9 @@
 //                                               an encoded answer frame
 //   (flush)                   -> bool           commits what is queued
 //   (tick)                    -> ()             same, sent to itself
+//   (sweep)                   -> ()             EXPIRED for messages whose
+//                                               expiry passed undelivered;
+//                                               it sends itself one a second
 // After each commit it tells the dispatcher (log, uids) whose logs grew.
 
 #include "actors/server/messages.hpp"
@@ -32,7 +35,8 @@ using storage_actor = caf::typed_actor<
   caf::reacts_to<read_atom, uint64_t, std::string, uint64_t>,
   caf::reacts_to<expire_atom, uint64_t, std::vector<uint64_t>>,
   caf::replies_to<admin_atom, uint8_t, bytes>::with<bytes>,
-  caf::replies_to<flush_atom>::with<bool>, caf::reacts_to<tick_atom>>;
+  caf::replies_to<flush_atom>::with<bool>, caf::reacts_to<tick_atom>,
+  caf::reacts_to<sweep_atom>>;
 
 struct context;
 

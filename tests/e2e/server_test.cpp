@@ -516,7 +516,57 @@ TEST_CASE("a message not delivered before its expiry is EXPIRED, not "
   while (a->queued() > 0) {
     auto st = a->expect<codec::status_update>();
     CHECK(st.value != message_status::expired);
+    CHECK(!(st.mid == 77 && st.value == message_status::delivered));
   }
+}
+
+TEST_CASE("EXPIRED reaches the sender even if the receiver never logs in") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto s = text(5, "bob", "lost in time", 0);
+  s.expiry_s = 60;
+  a->send(s);
+  CHECK(answer(*a, 5).value == message_status::sent);
+  f.advance(std::chrono::seconds(61));
+  // The storage actor sweeps once a second (real time).
+  for (;;) {
+    auto st = a->expect<codec::status_update>(std::chrono::seconds(10));
+    if (st.value == message_status::expired) {
+      CHECK(st.mid == 5);
+      break;
+    }
+  }
+}
+
+TEST_CASE("a message one device got in time reaches a late device after its "
+          "expiry") {
+  fixture f;
+  {
+    auto laptop = f.login(f.bob_token, "laptop"); // cursor 0, never acks
+    laptop->barrier();
+  }
+  auto a = f.login(f.alice_token, "a1");
+  auto s = text(6, "bob", "seen in time");
+  s.expiry_s = 60;
+  a->send(s);
+  CHECK(answer(*a, 6).value == message_status::sent);
+  {
+    auto phone = f.login(f.bob_token, "phone");
+    auto m = phone->expect<codec::message>();
+    phone->send(codec::ack{m.seq});
+    phone->barrier();
+  }
+  f.advance(std::chrono::seconds(61));
+  auto laptop = f.login(f.bob_token, "laptop");
+  CHECK(laptop->expect<codec::message>().payload == "seen in time");
+  bool delivered = false;
+  a->barrier();
+  while (a->queued() > 0) {
+    auto st = a->expect<codec::status_update>();
+    CHECK(st.value != message_status::expired);
+    delivered |= st.value == message_status::delivered;
+  }
+  CHECK(delivered);
 }
 
 TEST_CASE("a silent connection is closed after the idle timeout") {
