@@ -199,9 +199,10 @@ struct server::impl {
   void shutdown() {
     ctx->stopping = true;
     caf::scoped_actor self{*sys};
-    self->send(acceptor, parley::srv::shutdown_atom::value);
+    // The acceptor stops accepting and tells every connection (logged in,
+    // still in the handshake, or admin); it answers once all are gone.
     self
-      ->request(ctx->dispatcher, std::chrono::seconds(10),
+      ->request(acceptor, std::chrono::seconds(10),
                 parley::srv::shutdown_atom::value)
       .receive([](bool) {}, [](caf::error&) {});
     self
@@ -231,7 +232,12 @@ server::start(const server_options& opts, std::shared_ptr<server_hooks> hooks) {
   ctx->log = std::make_shared<spdlog::logger>(
     "parleyd-" + std::to_string(instances++),
     std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  ctx->log->set_level(spdlog::level::from_str(opts.log_level));
+  auto level = spdlog::level::from_str(opts.log_level);
+  if (level == spdlog::level::off && opts.log_level != "off")
+    return status{status_code::invalid_argument,
+                  "unknown log level '" + opts.log_level +
+                    "': use trace, debug, info, warn, error or off"};
+  ctx->log->set_level(level);
   ctx->log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   // Data directory.
   std::error_code ec;
@@ -283,6 +289,11 @@ server::start(const server_options& opts, std::shared_ptr<server_hooks> hooks) {
     while (!ctx->admin_key.empty() &&
            (ctx->admin_key.back() == '\n' || ctx->admin_key.back() == '\r'))
       ctx->admin_key.pop_back();
+    if (ctx->admin_key.size() < 32)
+      return status{status_code::failed_precondition,
+                    "the admin key in '" + key_path.string() +
+                      "' is shorter than 32 characters (truncated?): "
+                      "delete the file and parleyd makes a new one"};
   } else {
     ctx->admin_key = random_hex(32);
     if (auto s = write_private_file(key_path, ctx->admin_key + "\n", 0600); !s)

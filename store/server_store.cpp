@@ -595,9 +595,9 @@ struct server_store::impl {
   status expire_record(txn& t, uint64_t uid, const std::string& me,
                        const log_record& r, uint64_t now,
                        std::vector<uint64_t>& touched) {
-    if (r.type != codec::frame_type::message || !r.origin_device.empty()
-        || r.other_uid == 0 || r.other_uid == uid || r.expires_ms == 0
-        || r.expires_ms >= now)
+    if (r.type != codec::frame_type::message || !r.origin_device.empty() ||
+        r.other_uid == 0 || r.other_uid == uid || r.expires_ms == 0 ||
+        r.expires_ms >= now)
       return {};
     if (r.seq <= get_state(t, uid).delivered_upto)
       return {}; // delivered before it expired
@@ -607,10 +607,9 @@ struct server_store::impl {
     if (*done)
       return {};
     auto& m = scratch_msg;
-    if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data())
-                             + codec::header_size,
-                           r.frame.size() - codec::header_size, m)
-        != codec::errc::ok)
+    if (codec::decode_body(
+          reinterpret_cast<const uint8_t*>(r.frame.data()) + codec::header_size,
+          r.frame.size() - codec::header_size, m) != codec::errc::ok)
       return corrupt("log message");
     codec::status_update su{0,
                             m.mid,
@@ -619,9 +618,9 @@ struct server_store::impl {
                             {},
                             codec::message_status::expired,
                             now,
-                            "not delivered before its expiry: '" + me
-                              + "' was offline; send it again or with a "
-                                "longer expiry"};
+                            "not delivered before its expiry: '" + me +
+                              "' was offline; send it again or with a "
+                              "longer expiry"};
     frame_buf.clear();
     codec::encode(su, frame_buf);
     auto s = append_record(t, r.other_uid, now, 0, uid,
@@ -636,8 +635,7 @@ struct server_store::impl {
     return {};
   }
 
-  result<bool> load_record(txn& t, uint64_t uid, uint64_t seq,
-                           log_record& r) {
+  result<bool> load_record(txn& t, uint64_t uid, uint64_t seq, log_record& r) {
     key_builder k;
     k.u64(uid).u64(seq);
     auto v = t.get(log, k.view());
@@ -672,8 +670,8 @@ struct server_store::impl {
         return c.error();
       if (auto s = c->first(); !s)
         return s;
-      while (c->valid() && due.size() < op.limit && c->key().size() == 24
-             && get_be64(c->key().data()) < op.now_ms) {
+      while (c->valid() && due.size() < op.limit && c->key().size() == 24 &&
+             get_be64(c->key().data()) < op.now_ms) {
         due.emplace_back(c->key());
         if (auto s = c->next(); !s)
           return s;
@@ -765,12 +763,12 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
       const char* name;
     };
     table tables[] = {
-      {&p->meta, "meta"},       {&p->apps, "apps"},
-      {&p->users, "users"},     {&p->uids, "uids"},
-      {&p->tokens, "tokens"},   {&p->user_tokens, "user_tokens"},
-      {&p->log, "log"},         {&p->state, "state"},
-      {&p->cursors, "cursors"}, {&p->dedup, "dedup"},
-      {&p->reads, "reads"},     {&p->expired, "expired"},
+      {&p->meta, "meta"},        {&p->apps, "apps"},
+      {&p->users, "users"},      {&p->uids, "uids"},
+      {&p->tokens, "tokens"},    {&p->user_tokens, "user_tokens"},
+      {&p->log, "log"},          {&p->state, "state"},
+      {&p->cursors, "cursors"},  {&p->dedup, "dedup"},
+      {&p->reads, "reads"},      {&p->expired, "expired"},
       {&p->expiries, "expiries"}};
     for (auto& tb : tables) {
       auto d = t.open_dbi(tb.name);

@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unordered_set>
+
 namespace parley::srv {
 
 namespace {
@@ -15,6 +17,10 @@ namespace {
 /// Read chunk per socket read. Small keeps idle connections cheap (a scribe
 /// holds a read buffer of this size); 16 KiB is one full TLS record.
 constexpr size_t read_chunk = 16384;
+
+/// Bytes forwarded to the session and not yet processed before the broker
+/// stops reading from the socket.
+constexpr uint64_t max_unconsumed = 256 * 1024;
 
 caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
                          std::shared_ptr<context> ctx) {
@@ -25,6 +31,10 @@ caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
   auto session = make_session_actor(
     self->system(), caf::actor_cast<caf::actor>(self), ctx, peer);
   self->monitor(session);
+  // Read credit: the session gives back what it processed; past the limit
+  // the broker stops reading, so a client that floods waits in TCP.
+  auto unconsumed = std::make_shared<uint64_t>(0);
+  auto halted = std::make_shared<bool>(false);
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source == session) {
       self->close(hdl);
@@ -37,6 +47,18 @@ caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
                  bytes(reinterpret_cast<const uint8_t*>(msg.buf.data()),
                        reinterpret_cast<const uint8_t*>(msg.buf.data()) +
                          msg.buf.size()));
+      *unconsumed += msg.buf.size();
+      if (*unconsumed > max_unconsumed && !*halted) {
+        self->halt(hdl);
+        *halted = true;
+      }
+    },
+    [=](consumed_atom, uint64_t n) {
+      *unconsumed = n > *unconsumed ? 0 : *unconsumed - n;
+      if (*halted && *unconsumed <= max_unconsumed / 4) {
+        self->trigger(hdl);
+        *halted = false;
+      }
     },
     [=](const caf::io::data_transferred_msg& msg) {
       self->send(session, written_atom::value,
@@ -51,6 +73,7 @@ caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
       self->close(hdl);
       self->quit();
     },
+    [=](shutdown_atom) { self->send(session, shutdown_atom::value); },
     [=](const caf::io::connection_closed_msg&) {
       self->send(session, closed_atom::value);
       self->quit();
@@ -61,21 +84,54 @@ caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
 caf::behavior acceptor(caf::io::broker* self, int fd,
                        std::shared_ptr<context> ctx) {
   self->add_doorman(fd);
+  // Every connection broker, so that a shutdown reaches all sessions: also
+  // those still in the handshake and admin sessions.
+  auto conns = std::make_shared<std::unordered_set<caf::actor>>();
+  auto waiters = std::make_shared<std::vector<caf::response_promise>>();
+  auto done_if_empty = [=] {
+    if (!conns->empty() || waiters->empty())
+      return;
+    for (auto& rp : *waiters)
+      rp.deliver(true);
+    waiters->clear();
+    self->quit();
+  };
+  self->set_down_handler([=](caf::down_msg& dm) {
+    conns->erase(caf::actor_cast<caf::actor>(dm.source));
+    done_if_empty();
+  });
   return {
     [=](const caf::io::new_connection_msg& msg) {
       if (ctx->stopping) {
         self->close(msg.handle);
         return;
       }
-      self->fork(connection, msg.handle, ctx);
+      auto conn = self->fork(connection, msg.handle, ctx);
+      self->monitor(conn);
+      conns->insert(conn);
     },
-    [=](shutdown_atom) {
+    [=](shutdown_atom) -> caf::result<bool> {
+      // Stop accepting, tell every connection, answer when all are gone
+      // (or after a grace period for peers that never drain).
       self->close_all();
-      self->quit();
+      for (auto& c : *conns)
+        self->send(c, shutdown_atom::value);
+      waiters->push_back(self->make_response_promise());
+      auto rp = waiters->back();
+      if (conns->empty()) {
+        done_if_empty();
+        return rp;
+      }
+      self->delayed_send(self, std::chrono::seconds(5), tick_atom::value);
+      return rp;
+    },
+    [=](tick_atom) {
+      conns->clear();
+      done_if_empty();
     },
     [=](const caf::io::acceptor_closed_msg&) {
-      ctx->log->warn("the listening socket closed");
-      self->quit();
+      if (!ctx->stopping)
+        ctx->log->warn("the listening socket closed");
     },
   };
 }

@@ -22,20 +22,10 @@ struct dispatcher_state {
   std::shared_ptr<context> ctx;
   std::unordered_map<uint64_t, std::vector<device_session>> online;
   uint64_t sessions = 0;
-  std::vector<caf::typed_response_promise<bool>> shutdown_waiters;
   static inline const char* name = "parley.dispatcher";
 };
 
 using dispatcher_ptr = dispatcher_actor::stateful_pointer<dispatcher_state>;
-
-void finish_shutdown_if_empty(dispatcher_ptr self) {
-  auto& st = self->state;
-  if (st.sessions != 0 || st.shutdown_waiters.empty())
-    return;
-  for (auto& rp : st.shutdown_waiters)
-    rp.deliver(true);
-  st.shutdown_waiters.clear();
-}
 
 void remove(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
   auto& st = self->state;
@@ -52,7 +42,6 @@ void remove(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
   }
   if (v.empty())
     st.online.erase(i);
-  finish_shutdown_if_empty(self);
 }
 
 } // namespace
@@ -130,24 +119,6 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
           caf::anon_send(ds.session, kick_atom::value, reason, text);
       },
       [=](count_atom) -> uint64_t { return self->state.sessions; },
-      [=](tick_atom) {
-        auto& st = self->state;
-        for (auto& rp : st.shutdown_waiters)
-          rp.deliver(true);
-        st.shutdown_waiters.clear();
-      },
-      [=](shutdown_atom) -> caf::result<bool> {
-        auto& st = self->state;
-        for (auto& [uid, v] : st.online)
-          for (auto& ds : v)
-            caf::anon_send(ds.session, shutdown_atom::value);
-        if (st.sessions == 0)
-          return true;
-        st.shutdown_waiters.push_back(self->make_response_promise<bool>());
-        // Sessions whose peers never drain get a grace period, not forever.
-        self->delayed_send(self, std::chrono::seconds(5), tick_atom::value);
-        return st.shutdown_waiters.back();
-      },
     };
   };
   return sys.spawn(fn, std::move(ctx));

@@ -12,9 +12,6 @@
 //   (realtime, uid, frame)             -> uint32_t  devices reached
 //   (kick, uid, reason, text)          -> ()   ends the user's sessions
 //   (count)                            -> uint64_t  online sessions
-//   (shutdown)                         -> bool  after every session left
-//                                              (or a 5 s grace period)
-//   (tick)                             -> ()   ends that grace period
 
 #include "actors/server/messages.hpp"
 
@@ -33,8 +30,7 @@ using dispatcher_actor = caf::typed_actor<
   caf::reacts_to<log_atom, std::vector<uint64_t>>,
   caf::replies_to<realtime_atom, uint64_t, bytes>::with<uint32_t>,
   caf::reacts_to<kick_atom, uint64_t, uint8_t, std::string>,
-  caf::replies_to<count_atom>::with<uint64_t>,
-  caf::replies_to<shutdown_atom>::with<bool>, caf::reacts_to<tick_atom>>;
+  caf::replies_to<count_atom>::with<uint64_t>>;
 
 struct context;
 

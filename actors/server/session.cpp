@@ -18,6 +18,13 @@ using namespace std::chrono;
 
 enum class phase { handshake, user, admin, closing };
 
+/// Appends of one session waiting for the store before it stops reading.
+constexpr uint32_t max_appends_in_flight = 64;
+
+/// Bytes queued for a connection beyond which its client counts as gone:
+/// log streaming stops at max_write_buffer, this bounds everything else.
+constexpr uint64_t hard_write_limit_factor = 4;
+
 struct session_state {
   std::shared_ptr<context> ctx;
   caf::actor conn;
@@ -37,6 +44,8 @@ struct session_state {
   uint64_t last_delivered = 0; ///< Highest seq actually sent.
   uint64_t acked = 0;          ///< Highest seq the device acknowledged.
   uint64_t outstanding = 0;    ///< Bytes handed to the connection, unwritten.
+  uint32_t appends_in_flight = 0; ///< Sends waiting for the store.
+  uint64_t uncredited = 0;        ///< Bytes read but not yet credited back.
   // buffers reused across handlers
   codec::buffer out;
   tls::bytes cipher;
@@ -56,6 +65,13 @@ void put(session_ptr self, const Frame& f) {
   codec::encode(f, self->state.out);
 }
 
+void unregister(session_ptr self) {
+  auto& st = self->state;
+  if (st.ph == phase::user)
+    self->send(st.ctx->dispatcher, unregister_atom::value, st.uid, st.device,
+               caf::actor_cast<caf::actor>(self));
+}
+
 /// Encrypts what handlers queued in `out` and hands it to the connection.
 void flush_out(session_ptr self) {
   auto& st = self->state;
@@ -68,14 +84,18 @@ void flush_out(session_ptr self) {
     st.outstanding += st.cipher.size();
     self->send(st.conn, data_atom::value, std::move(st.cipher));
     st.cipher = tls::bytes{};
+    if (st.outstanding >
+          hard_write_limit_factor * st.ctx->opts.max_write_buffer &&
+        st.ph != phase::closing) {
+      st.ctx->log->info("session {}: the client does not read ({} bytes "
+                        "queued): closing",
+                        st.peer_addr, st.outstanding);
+      unregister(self);
+      st.ph = phase::closing;
+      self->send(st.conn, close_atom::value);
+      self->quit();
+    }
   }
-}
-
-void unregister(session_ptr self) {
-  auto& st = self->state;
-  if (st.ph == phase::user)
-    self->send(st.ctx->dispatcher, unregister_atom::value, st.uid, st.device,
-               caf::actor_cast<caf::actor>(self));
 }
 
 /// Ends the session: optional goodbye, flush, close the socket, quit.
@@ -224,6 +244,22 @@ void status_now(session_ptr self, const codec::send& s,
                                  std::move(text)});
 }
 
+void give_credit(session_ptr self, uint64_t n);
+
+/// The store answered an append: SENT (or why not) to the client, and read
+/// credit back once the session is below its limit of appends in flight.
+void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
+                   codec::message_status value, uint64_t ts,
+                   const std::string& text) {
+  auto& st = self->state;
+  --st.appends_in_flight;
+  if (st.ph == phase::closing)
+    return;
+  put(self, codec::status_update{0, mid, peer, 0, {}, value, ts, text});
+  flush_out(self);
+  give_credit(self, 0);
+}
+
 void on_send(session_ptr self, codec::send& s, const uint8_t* body,
              size_t len) {
   auto& st = self->state;
@@ -273,25 +309,39 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
     self
       ->request(st.ctx->dispatcher, caf::infinite, realtime_atom::value, ruid,
                 std::move(frame))
-      .then([=](uint32_t reached) {
-        auto value = reached > 0 ? codec::message_status::sent
-                                 : codec::message_status::user_offline;
-        put(self, codec::status_update{0,
-                                       mid,
-                                       peer,
-                                       0,
-                                       {},
-                                       value,
-                                       self->state.ctx->now(),
-                                       reached > 0
-                                         ? std::string{}
-                                         : "'" + peer +
-                                             "' has no device online and the "
-                                             "message had expiry 0 (real-time "
-                                             "only): send it with an expiry to "
-                                             "store it"});
-        flush_out(self);
-      });
+      .then(
+        [=](uint32_t reached) {
+          auto value = reached > 0 ? codec::message_status::sent
+                                   : codec::message_status::user_offline;
+          put(self, codec::status_update{
+                      0,
+                      mid,
+                      peer,
+                      0,
+                      {},
+                      value,
+                      self->state.ctx->now(),
+                      reached > 0 ? std::string{}
+                                  : "'" + peer +
+                                      "' has no device online and the "
+                                      "message had expiry 0 (real-time "
+                                      "only): send it with an expiry to "
+                                      "store it"});
+          flush_out(self);
+        },
+        [=](caf::error& err) {
+          put(self, codec::status_update{
+                      0,
+                      mid,
+                      peer,
+                      0,
+                      {},
+                      codec::message_status::fail,
+                      self->state.ctx->now(),
+                      "the server could not route the message (" +
+                        self->system().render(err) + "): send it again"});
+          flush_out(self);
+        });
     return;
   }
   append_request req;
@@ -302,44 +352,39 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
   req.send_body.assign(body, body + len);
   auto mid = s.mid;
   auto peer = s.peer;
+  ++st.appends_in_flight;
   self
     ->request(st.ctx->storage, caf::infinite, append_atom::value,
               std::move(req))
     .then(
       [=](const append_reply& rep) {
-        put(self,
-            codec::status_update{0,
-                                 mid,
-                                 peer,
-                                 0,
-                                 {},
-                                 static_cast<codec::message_status>(rep.status),
-                                 rep.ts_ms,
-                                 rep.text});
-        flush_out(self);
+        answer_append(self, mid, peer,
+                      static_cast<codec::message_status>(rep.status), rep.ts_ms,
+                      rep.text);
       },
       [=](caf::error& err) {
-        put(self, codec::status_update{0,
-                                       mid,
-                                       peer,
-                                       0,
-                                       {},
-                                       codec::message_status::fail,
-                                       self->state.ctx->now(),
-                                       "the server's storage failed (" +
-                                         self->system().render(err) +
-                                         "): send it again"});
-        flush_out(self);
+        answer_append(self, mid, peer, codec::message_status::fail,
+                      self->state.ctx->now(),
+                      "the server's storage failed (" +
+                        self->system().render(err) + "): send it again");
       });
 }
 
 void on_ack(session_ptr self, uint64_t seq) {
   auto& st = self->state;
   if (seq > st.sent_upto) {
-    protocol_error(self, "ack of seq " + std::to_string(seq) +
-                           " beyond what was sent (" +
-                           std::to_string(st.sent_upto) + ")");
-    return;
+    // The device says it stored more than this session sent: an ack of an
+    // earlier session that had not reached the store when this one began.
+    // Believe it up to the head of the log, and do not send those again.
+    auto head = st.ctx->store->head(st.uid);
+    if (seq > head) {
+      put(self, codec::server_error{status_code::invalid_argument, seq,
+                                    "ack beyond the end of your log (" +
+                                      std::to_string(head) + ")"});
+      return;
+    }
+    st.sent_upto = seq;
+    st.last_delivered = seq;
   }
   if (seq <= st.acked)
     return;
@@ -405,6 +450,11 @@ void on_hello(session_ptr self, codec::hello& h) {
                  "hand-written client must send a stable id per device");
     return;
   }
+  if (st.ctx->stopping) {
+    login_failed(self, lr::unavailable,
+                 "the server is shutting down: reconnect later");
+    return;
+  }
   auto tc =
     st.ctx->store->check_token(h.app_id, h.token, self->state.ctx->now());
   if (!tc.ok) {
@@ -432,8 +482,7 @@ void on_hello(session_ptr self, codec::hello& h) {
   bool known = false;
   st.acked = st.ctx->store->cursor(st.uid, st.device, &known);
   if (!known) // remember where this new device starts
-    self->send(st.ctx->storage, ack_atom::value, st.uid, st.device,
-               st.acked);
+    self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
   st.sent_upto = st.acked;
   st.last_delivered = st.acked;
   self->send(st.ctx->dispatcher, register_atom::value, st.uid, st.device,
@@ -461,7 +510,7 @@ void on_hello(session_ptr self, codec::hello& h) {
 void on_admin_hello(session_ptr self, codec::admin_hello& h) {
   auto& st = self->state;
   auto& key = st.ctx->admin_key;
-  bool match = h.key.size() == key.size() &&
+  bool match = !key.empty() && h.key.size() == key.size() &&
                CRYPTO_memcmp(h.key.data(), key.data(), key.size()) == 0;
   if (!match) {
     login_failed(self, codec::login_failure_reason::bad_admin_key,
@@ -486,6 +535,8 @@ void on_admin_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
     put(self, codec::pong{std::get<codec::ping>(st.frame).nonce});
     return;
   }
+  if (t == codec::frame_type::pong)
+    return;
   if (t == codec::frame_type::goodbye) {
     close(self, std::nullopt);
     return;
@@ -497,11 +548,18 @@ void on_admin_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
   self
     ->request(st.ctx->storage, caf::infinite, admin_atom::value,
               static_cast<uint8_t>(t), bytes(body, body + len))
-    .then([=](bytes& answer) {
-      auto& s = self->state;
-      s.out.insert(s.out.end(), answer.begin(), answer.end());
-      flush_out(self);
-    });
+    .then(
+      [=](bytes& answer) {
+        auto& s = self->state;
+        s.out.insert(s.out.end(), answer.begin(), answer.end());
+        flush_out(self);
+      },
+      [=](caf::error& err) {
+        put(self, codec::server_error{status_code::unavailable, 0,
+                                      "the server's storage did not answer (" +
+                                        self->system().render(err) + ")"});
+        flush_out(self);
+      });
 }
 
 // -- bytes in
@@ -536,6 +594,18 @@ void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
   }
 }
 
+/// Gives read credit back to the connection, unless too many appends of
+/// this session are still waiting for the store: then the connection stops
+/// reading and TCP pushes back on the client.
+void give_credit(session_ptr self, uint64_t n) {
+  auto& st = self->state;
+  st.uncredited += n;
+  if (st.appends_in_flight < max_appends_in_flight && st.uncredited > 0) {
+    self->send(st.conn, consumed_atom::value, st.uncredited);
+    st.uncredited = 0;
+  }
+}
+
 void on_data(session_ptr self, const bytes& ciphertext) {
   auto& st = self->state;
   if (st.ph == phase::closing)
@@ -544,11 +614,7 @@ void on_data(session_ptr self, const bytes& ciphertext) {
   st.plain.clear();
   auto s =
     st.tls->receive(ciphertext.data(), ciphertext.size(), st.plain, st.cipher);
-  if (!s) {
-    st.ctx->log->debug("session {}: TLS: {}", st.peer_addr, s.to_string());
-    close(self, std::nullopt); // alerts in st.cipher still go out
-    return;
-  }
+  // Frames decrypted before a close_notify or an error still count.
   if (!st.plain.empty()) {
     auto e =
       st.parser.feed(st.plain.data(), st.plain.size(),
@@ -561,7 +627,14 @@ void on_data(session_ptr self, const bytes& ciphertext) {
       return;
     }
   }
+  if (!s) {
+    st.ctx->log->debug("session {}: TLS: {}", st.peer_addr, s.to_string());
+    close(self, std::nullopt); // alerts in st.cipher still go out
+    return;
+  }
   flush_out(self);
+  if (st.ph != phase::closing)
+    give_credit(self, ciphertext.size());
 }
 
 void on_tick(session_ptr self) {

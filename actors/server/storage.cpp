@@ -253,9 +253,9 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         try {
           return run_admin(self, type, body);
         } catch (const std::exception& e) {
-          return reply_frame(0, status{status_code::internal,
-                                       std::string{"admin request failed: "}
-                                         + e.what()});
+          return reply_frame(
+            0, status{status_code::internal,
+                      std::string{"admin request failed: "} + e.what()});
         }
       },
       [=](sweep_atom) {

@@ -420,13 +420,20 @@ TEST_CASE("a message that got SENT survives a restart") {
   CHECK(m.sender == "alice");
 }
 
-TEST_CASE("a stopping server says SHUTDOWN to its clients") {
+TEST_CASE("a stopping server says SHUTDOWN to every connection") {
   fixture f;
   auto a = f.login(f.alice_token, "a1");
+  auto adm = f.client();
+  adm->send(codec::admin_hello{codec::protocol_version, f.srv->admin_key()});
+  adm->expect<codec::login_ok>();
+  auto idle = f.client(); // TLS done, no hello yet
   f.srv->stop();
-  auto bye = a->expect<codec::goodbye>();
-  CHECK(bye.reason == codec::goodbye_reason::shutdown);
+  CHECK(a->expect<codec::goodbye>().reason == codec::goodbye_reason::shutdown);
   CHECK(a->wait_closed());
+  CHECK(adm->expect<codec::goodbye>().reason ==
+        codec::goodbye_reason::shutdown);
+  CHECK(adm->wait_closed());
+  CHECK(idle->wait_closed());
   f.srv->wait();
 }
 
