@@ -236,7 +236,9 @@ struct server_store::impl {
   server_store_options opts;
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
     reads, expired, expiries;
-  codec::buffer frame_buf; // writer-side scratch (one writer at a time)
+  codec::buffer frame_buf;     // writer-side scratch (one writer at a time)
+  uint64_t trim_next_uid = 0;  // round-robin position of log trimming
+  std::string trim_next_dedup; // round-robin position of dedup trimming
   codec::message scratch_msg;
 
   status corrupt(const char* what) const {
@@ -695,6 +697,121 @@ struct server_store::impl {
     return {};
   }
 
+  /// Lowest cursor over the user's devices; nullopt when it has none.
+  result<std::optional<uint64_t>> min_cursor(txn& t, uint64_t uid) {
+    auto c = t.open_cursor(cursors);
+    if (!c)
+      return c.error();
+    auto prefix = be64(uid);
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    std::optional<uint64_t> low;
+    while (c->valid() && c->key().substr(0, 8) == prefix) {
+      if (c->value().size() >= 8) {
+        auto seq = get_le64(c->value().data());
+        low = low ? std::min(*low, seq) : seq;
+      }
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return low;
+  }
+
+  status do_trim(txn& t, trim_op& op) {
+    uint64_t retention_ms = uint64_t{opts.retention_s} * 1000;
+    if (op.now_ms <= retention_ms)
+      return {};
+    uint64_t cutoff = op.now_ms - retention_ms;
+    size_t deleted = 0;
+    size_t visited = 0;
+    // Users, round robin over the state table.
+    std::vector<uint64_t> uids;
+    {
+      auto c = t.open_cursor(state);
+      if (!c)
+        return c.error();
+      if (auto s = c->seek(be64(trim_next_uid)); !s)
+        return s;
+      while (c->valid() && uids.size() < 256) {
+        if (c->key().size() == 8)
+          uids.push_back(get_be64(c->key().data()));
+        if (auto s = c->next(); !s)
+          return s;
+      }
+      trim_next_uid = c->valid() ? get_be64(c->key().data()) : 0;
+    }
+    log_record r;
+    for (auto uid : uids) {
+      if (deleted >= op.budget)
+        break;
+      ++visited;
+      auto low = min_cursor(t, uid);
+      if (!low)
+        return low.error();
+      uint64_t acked = low->value_or(0);
+      std::vector<uint64_t> doomed;
+      {
+        auto c = t.open_cursor(log);
+        if (!c)
+          return c.error();
+        key_builder k;
+        k.u64(uid).u64(0);
+        if (auto s = c->seek(k.view()); !s)
+          return s;
+        while (c->valid() && deleted + doomed.size() < op.budget &&
+               c->key().size() == 16 && get_be64(c->key().data()) == uid) {
+          uint64_t seq = get_be64(c->key().data() + 8);
+          if (!decode_record(c->value(), seq, r))
+            return corrupt("log");
+          bool old = r.ts_ms < cutoff;
+          bool done =
+            seq <= acked || (r.expires_ms != 0 && r.expires_ms < op.now_ms);
+          if (!old || !done)
+            break; // the log is in time order: nothing later qualifies
+          doomed.push_back(seq);
+          if (auto s = c->next(); !s)
+            return s;
+        }
+      }
+      for (auto seq : doomed) {
+        key_builder k;
+        k.u64(uid).u64(seq);
+        if (auto s = t.del(log, k.view()); !s)
+          return s;
+        auto e = t.del(expired, k.view());
+        if (!e && e.code() != status_code::not_found)
+          return e;
+      }
+      deleted += doomed.size();
+    }
+    if (visited == uids.size() && uids.size() < 256)
+      trim_next_uid = 0;
+    // Dedup entries older than the retention.
+    std::vector<std::string> stale;
+    {
+      auto c = t.open_cursor(dedup);
+      if (!c)
+        return c.error();
+      auto s = trim_next_dedup.empty() ? c->first() : c->seek(trim_next_dedup);
+      if (!s)
+        return s;
+      size_t seen = 0;
+      while (c->valid() && seen < 1000) {
+        ++seen;
+        if (c->value().size() >= 32 &&
+            get_le64(c->value().data() + 24) < cutoff)
+          stale.emplace_back(c->key());
+        if (auto n = c->next(); !n)
+          return n;
+      }
+      trim_next_dedup = c->valid() ? std::string{c->key()} : std::string{};
+    }
+    for (auto& key : stale)
+      if (auto s = t.del(dedup, key); !s)
+        return s;
+    return {};
+  }
+
   status do_read(txn& t, read_op& op, std::vector<uint64_t>& touched) {
     auto [app, me] = identity(t, op.uid);
     if (app.empty())
@@ -1069,8 +1186,10 @@ status server_store::apply(std::vector<write_op>& ops,
             return impl_->do_read(t, op, touched);
           } else if constexpr (std::is_same_v<T, expire_op>) {
             return impl_->do_expire(t, op, touched);
-          } else {
+          } else if constexpr (std::is_same_v<T, sweep_op>) {
             return impl_->do_sweep(t, op, touched);
+          } else {
+            return impl_->do_trim(t, op);
           }
         },
         ops[i]);
@@ -1248,6 +1367,27 @@ status server_store::sync() {
 
 env& server_store::environment() {
   return *impl_->e;
+}
+
+uint64_t server_store::log_size(uint64_t uid) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return 0;
+  auto c = t->open_cursor(impl_->log);
+  if (!c)
+    return 0;
+  key_builder k;
+  k.u64(uid).u64(0);
+  if (!c->seek(k.view()))
+    return 0;
+  uint64_t n = 0;
+  while (c->valid() && c->key().size() == 16 &&
+         get_be64(c->key().data()) == uid) {
+    ++n;
+    if (!c->next())
+      break;
+  }
+  return n;
 }
 
 } // namespace parley::store

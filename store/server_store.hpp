@@ -137,7 +137,17 @@ struct sweep_op {
   size_t limit = 1000;
 };
 
-using write_op = std::variant<append_op, ack_op, read_op, expire_op, sweep_op>;
+/// Trims the logs: records older than the retention that every device of
+/// their user acknowledged (or that expired) are deleted, and so are dedup
+/// entries older than the retention. Visits users round robin; `budget`
+/// bounds the records deleted per run.
+struct trim_op {
+  uint64_t now_ms = 0;
+  size_t budget = 10000;
+};
+
+using write_op =
+  std::variant<append_op, ack_op, read_op, expire_op, sweep_op, trim_op>;
 
 /// The outcome of one write_op; `touched` lists users whose log grew.
 struct write_outcome {
@@ -244,6 +254,9 @@ class server_store {
 
   /// The LMDB environment (for statistics).
   env& environment();
+
+  /// Number of records in the user's log (for tests and statistics).
+  uint64_t log_size(uint64_t uid);
 
  private:
   struct impl;

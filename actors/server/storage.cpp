@@ -29,7 +29,16 @@ struct storage_state {
 
 using storage_ptr = storage_actor::stateful_pointer<storage_state>;
 
+/// Largest group-commit batch: beyond it the batch commits at once.
+constexpr size_t max_batch = 4096;
+
+void flush(storage_ptr self);
+
 void schedule_flush(storage_ptr self) {
+  if (self->state.ops.size() >= max_batch) {
+    flush(self);
+    return;
+  }
   if (!self->state.flush_scheduled) {
     self->state.flush_scheduled = true;
     self->send(self, tick_atom::value);
@@ -229,9 +238,10 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         auto& st = self->state;
         st.promise_index.push_back(st.ops.size());
         st.ops.emplace_back(std::move(op));
-        st.promises.push_back(self->make_response_promise<append_reply>());
-        schedule_flush(self);
-        return st.promises.back();
+        auto rp = self->make_response_promise<append_reply>();
+        st.promises.push_back(rp);
+        schedule_flush(self); // may commit at once when the batch is full
+        return rp;
       },
       [=](ack_atom, uint64_t uid, std::string& device, uint64_t seq) {
         store::ack_op op{uid, std::move(device), seq, self->state.ctx->now()};
@@ -259,8 +269,9 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         }
       },
       [=](sweep_atom) {
-        self->state.ops.emplace_back(
-          store::sweep_op{self->state.ctx->now(), 1000});
+        auto now = self->state.ctx->now();
+        self->state.ops.emplace_back(store::sweep_op{now, 1000});
+        self->state.ops.emplace_back(store::trim_op{now, 10000});
         schedule_flush(self);
         self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
       },

@@ -1,0 +1,355 @@
+// The server's tables: tokens, the per-user log, cursors, receipts, expiry,
+// trimming. Pure store tests: no actors, no sockets, time passed in.
+
+#include "store/server_store.hpp"
+
+#include "codec/codec.hpp"
+#include "tests/support/temp_dir.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace parley;
+using namespace parley::store;
+using codec::message_status;
+using lr = codec::login_failure_reason;
+
+namespace {
+
+constexpr uint64_t t0 = 1'800'000'000'000; // a fixed "now", ms
+
+struct fixture {
+  test::temp_dir dir;
+  server_store_options opts;
+  std::unique_ptr<server_store> db;
+  issued_token alice, bob;
+
+  explicit fixture(uint64_t quota = 100000) {
+    opts.env.sync = false;
+    opts.inbox_quota = quota;
+    auto s = server_store::open(dir.path(), opts);
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    db = std::move(*s);
+    REQUIRE(db->app_add("demo", "Demo").ok());
+    alice = *db->user_add("demo", "alice", "Alice", 0, t0);
+    bob = *db->user_add("demo", "bob", "Bob", 0, t0);
+  }
+
+  std::vector<write_outcome> apply(std::vector<write_op> ops) {
+    std::vector<write_outcome> out;
+    std::vector<uint64_t> touched;
+    auto st = db->apply(ops, out, touched);
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+    REQUIRE(out.size() == ops.size());
+    return out;
+  }
+
+  append_outcome send(uint64_t mid, const std::string& to,
+                      const std::string& payload, uint64_t now = t0,
+                      uint16_t flags = codec::message_flags::delivery_receipt |
+                                       codec::message_flags::read_receipt,
+                      uint32_t expiry = codec::default_expiry_s,
+                      const std::string& device = "a1") {
+    append_op op;
+    op.sender_uid = alice.uid;
+    op.app_id = "demo";
+    op.sender = "alice";
+    op.device = device;
+    op.msg.mid = mid;
+    op.msg.peer = to;
+    op.msg.flags = flags;
+    op.msg.expiry_s = expiry;
+    op.msg.payload = payload;
+    op.now_ms = now;
+    auto out = apply({op});
+    REQUIRE(out[0].st.ok());
+    return out[0].append;
+  }
+
+  std::vector<log_record> log_of(uint64_t uid, uint64_t after = 0) {
+    std::vector<log_record> out;
+    REQUIRE(db->read_log(uid, after, 1000, 1 << 20, out).ok());
+    return out;
+  }
+
+  template<class Frame>
+  Frame decode(const log_record& r) {
+    Frame f;
+    REQUIRE(
+      codec::decode_body(
+        reinterpret_cast<const uint8_t*>(r.frame.data()) + codec::header_size,
+        r.frame.size() - codec::header_size, f) == codec::errc::ok);
+    return f;
+  }
+
+  /// Statuses in alice's log, in order.
+  std::vector<codec::status_update> receipts() {
+    std::vector<codec::status_update> out;
+    for (auto& r : log_of(alice.uid))
+      if (r.type == codec::frame_type::status_update)
+        out.push_back(decode<codec::status_update>(r));
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("tokens: every login failure has its reason") {
+  fixture f;
+  auto ok = f.db->check_token("demo", f.alice.token, t0);
+  CHECK(ok.ok);
+  CHECK(ok.address == "alice");
+  CHECK(ok.uid == f.alice.uid);
+  CHECK(f.db->check_token("nope", f.alice.token, t0).reason == lr::unknown_app);
+  CHECK(f.db->check_token("demo", "pt_wrong", t0).reason == lr::unknown_token);
+  REQUIRE(f.db->app_add("other", "").ok());
+  auto carol = f.db->user_add("other", "carol", "", 0, t0);
+  REQUIRE(carol.ok());
+  CHECK(f.db->check_token("demo", carol->token, t0).reason == lr::other_app);
+  auto short_lived = f.db->user_add("demo", "dave", "", 60, t0);
+  REQUIRE(short_lived.ok());
+  CHECK(f.db->check_token("demo", short_lived->token, t0 + 59'000).ok);
+  CHECK(f.db->check_token("demo", short_lived->token, t0 + 60'000).reason ==
+        lr::expired);
+  REQUIRE(f.db->token_revoke("demo", "bob", f.bob.token).ok());
+  CHECK(f.db->check_token("demo", f.bob.token, t0).reason == lr::revoked);
+  REQUIRE(f.db->user_set_disabled("demo", "alice", true).ok());
+  CHECK(f.db->check_token("demo", f.alice.token, t0).reason ==
+        lr::user_disabled);
+  CHECK(!f.db->token_valid(ok.token_id, t0));
+  REQUIRE(f.db->user_set_disabled("demo", "alice", false).ok());
+  CHECK(f.db->token_valid(ok.token_id, t0));
+}
+
+TEST_CASE("admin: names are checked, duplicates refused, deletes cascade") {
+  fixture f;
+  CHECK(f.db->app_add("demo", "").code() == status_code::already_exists);
+  CHECK(f.db->app_add("", "").code() == status_code::invalid_argument);
+  CHECK(f.db->app_add(std::string(65, 'x'), "").code() ==
+        status_code::invalid_argument);
+  CHECK(f.db->user_add("nope", "x", "", 0, t0).error().code() ==
+        status_code::not_found);
+  CHECK(
+    f.db->user_add("demo", std::string(65, 'a'), "", 0, t0).error().code() ==
+    status_code::invalid_argument);
+  // user add of an existing user issues another token for the same uid.
+  auto again = f.db->user_add("demo", "alice", "", 0, t0);
+  REQUIRE(again.ok());
+  CHECK(again->uid == f.alice.uid);
+  CHECK(again->token != f.alice.token);
+  f.send(1, "bob", "hi");
+  auto users = f.db->users_list("demo", "", 100);
+  REQUIRE(users.ok());
+  CHECK(users->size() == 2);
+  REQUIRE(f.db->user_delete("demo", "bob").ok());
+  CHECK(f.db->uid_of("demo", "bob") == 0);
+  CHECK(f.db->log_size(f.bob.uid) == 0);
+  CHECK(!f.db->check_token("demo", f.bob.token, t0).ok);
+  auto deleted = f.db->app_delete("demo");
+  REQUIRE(deleted.ok());
+  CHECK(deleted->size() == 1);
+  CHECK(f.db->check_token("demo", f.alice.token, t0).reason == lr::unknown_app);
+}
+
+TEST_CASE("append: both logs in one step, resend deduplicated") {
+  fixture f;
+  auto a = f.send(7, "bob", "hello");
+  CHECK(a.status == message_status::sent);
+  CHECK(!a.duplicate);
+  CHECK(a.receiver_uid == f.bob.uid);
+  CHECK(a.receiver_seq == 1);
+  CHECK(a.sender_seq == 1);
+  CHECK(a.ts_ms == t0);
+  auto in = f.log_of(f.bob.uid);
+  REQUIRE(in.size() == 1);
+  auto m = f.decode<codec::message>(in[0]);
+  CHECK(m.seq == 1);
+  CHECK(m.sender == "alice");
+  CHECK(m.peer == "alice");
+  CHECK(!m.outgoing);
+  CHECK(in[0].origin_device.empty());
+  CHECK(in[0].other_uid == f.alice.uid);
+  auto out = f.log_of(f.alice.uid);
+  REQUIRE(out.size() == 1);
+  auto o = f.decode<codec::message>(out[0]);
+  CHECK(o.outgoing);
+  CHECK(o.peer == "bob");
+  CHECK(out[0].origin_device == "a1");
+  // The same (user, device, mid) again: answered, not stored.
+  auto dup = f.send(7, "bob", "hello");
+  CHECK(dup.duplicate);
+  CHECK(dup.receiver_seq == 1);
+  CHECK(f.db->head(f.bob.uid) == 1);
+  // The same mid from another device is another message.
+  auto other = f.send(7, "bob", "hello", t0, 0, codec::default_expiry_s, "a2");
+  CHECK(!other.duplicate);
+  CHECK(f.db->head(f.bob.uid) == 2);
+}
+
+TEST_CASE("append: INVALIDDEST and INBOXFULL") {
+  fixture f{2};
+  CHECK(f.send(1, "nobody", "x").status == message_status::invalid_dest);
+  CHECK(f.send(2, "bob", "x").status == message_status::sent);
+  CHECK(f.send(3, "bob", "x").status == message_status::sent);
+  auto full = f.send(4, "bob", "x");
+  CHECK(full.status == message_status::inbox_full);
+  CHECK(full.text.find("quota") != std::string::npos);
+  f.apply({ack_op{f.bob.uid, "b1", 2, t0}});
+  CHECK(f.send(5, "bob", "x").status == message_status::sent);
+}
+
+TEST_CASE("ack: cursor, one DELIVERED per message, only when asked for") {
+  fixture f;
+  f.send(1, "bob", "wants receipts");
+  f.send(2, "bob", "no receipts", t0, 0);
+  f.apply({ack_op{f.bob.uid, "phone", 2, t0}});
+  CHECK(f.db->cursor(f.bob.uid, "phone") == 2);
+  auto r = f.receipts();
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].mid == 1);
+  CHECK(r[0].value == message_status::delivered);
+  CHECK(r[0].peer == "bob");
+  CHECK(r[0].seq == 3); // after alice's two outgoing copies
+  // A second device acking the same range sends nothing more.
+  f.apply({ack_op{f.bob.uid, "laptop", 2, t0}});
+  CHECK(f.receipts().size() == 1);
+  // A new device starts at the least advanced known cursor.
+  f.apply({ack_op{f.bob.uid, "tablet", 1, t0}});
+  bool known = true;
+  CHECK(f.db->cursor(f.bob.uid, "watch", &known) == 1);
+  CHECK(!known);
+  CHECK(f.db->cursor(f.bob.uid, "phone", &known) == 2);
+  CHECK(known);
+  // An ack never moves a cursor back, nor beyond the head.
+  f.apply({ack_op{f.bob.uid, "phone", 1, t0}});
+  CHECK(f.db->cursor(f.bob.uid, "phone") == 2);
+  f.apply({ack_op{f.bob.uid, "phone", 99, t0}});
+  CHECK(f.db->cursor(f.bob.uid, "phone") == 2);
+}
+
+TEST_CASE("read: READ once for the peer's messages that asked for it") {
+  fixture f;
+  f.send(1, "bob", "a");
+  f.send(2, "bob", "b", t0, codec::message_flags::delivery_receipt);
+  f.apply({read_op{f.bob.uid, "alice", 2, t0}});
+  auto r = f.receipts();
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].value == message_status::read);
+  CHECK(r[0].mid == 1);
+  f.apply({read_op{f.bob.uid, "alice", 2, t0}});
+  CHECK(f.receipts().size() == 1);
+}
+
+TEST_CASE("expiry: EXPIRED once, never for a message a device acked") {
+  fixture f;
+  f.send(1, "bob", "short", t0, 0, 60);
+  f.send(2, "bob", "acked in time", t0, 0, 60);
+  f.apply({ack_op{f.bob.uid, "phone", 0, t0}}); // phone known, acked nothing
+  SUBCASE("sweep after the expiry") {
+    f.apply({sweep_op{t0 + 61'000, 1000}});
+    auto r = f.receipts();
+    REQUIRE(r.size() == 2);
+    CHECK(r[0].value == message_status::expired);
+    CHECK(r[1].value == message_status::expired);
+    f.apply({sweep_op{t0 + 62'000, 1000}});
+    f.apply({expire_op{f.bob.uid, {1, 2}, t0 + 62'000}});
+    CHECK(f.receipts().size() == 2);
+    // Acknowledging expired records later sends no DELIVERED.
+    f.apply({ack_op{f.bob.uid, "phone", 2, t0 + 63'000}});
+    CHECK(f.receipts().size() == 2);
+  }
+  SUBCASE("a device acked before the expiry") {
+    f.apply({ack_op{f.bob.uid, "phone", 2, t0 + 1'000}});
+    f.apply({sweep_op{t0 + 61'000, 1000}});
+    f.apply({expire_op{f.bob.uid, {1, 2}, t0 + 61'000}});
+    CHECK(f.receipts().empty()); // no flags: no DELIVERED; never EXPIRED
+  }
+  SUBCASE("not before its time") {
+    f.apply({sweep_op{t0 + 59'000, 1000}});
+    f.apply({expire_op{f.bob.uid, {1, 2}, t0 + 59'000}});
+    CHECK(f.receipts().empty());
+  }
+}
+
+TEST_CASE("trim: old records go once every device acked them") {
+  fixture f;
+  for (uint64_t i = 1; i <= 5; ++i)
+    f.send(i, "bob", "m", t0, 0);
+  f.apply(
+    {ack_op{f.bob.uid, "phone", 5, t0}, ack_op{f.bob.uid, "laptop", 3, t0}});
+  uint64_t later = t0 + uint64_t{f.opts.retention_s} * 1000 + 1000;
+  // Before the retention passed nothing goes.
+  f.apply({trim_op{t0 + 1000, 10000}});
+  CHECK(f.db->log_size(f.bob.uid) == 5);
+  // After it: what every device acked (up to 3), and what expired (all of
+  // them: the expiry is capped at the retention).
+  f.apply({trim_op{later, 10000}});
+  CHECK(f.db->log_size(f.bob.uid) == 0);
+  CHECK(f.db->head(f.bob.uid) == 5); // sequences are never reused
+  CHECK(f.send(9, "bob", "new", later).receiver_seq == 6);
+}
+
+TEST_CASE("trim keeps receipts nobody acknowledged") {
+  fixture f;
+  f.send(1, "bob", "m", t0);
+  f.apply({ack_op{f.bob.uid, "phone", 1, t0}}); // DELIVERED into alice's log
+  uint64_t later = t0 + uint64_t{f.opts.retention_s} * 1000 + 1000;
+  f.apply({trim_op{later, 10000}});
+  // alice's outgoing copy expired (trimmed); the receipt never expires and
+  // no device of alice acked it: kept.
+  auto left = f.log_of(f.alice.uid);
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].type == codec::frame_type::status_update);
+}
+
+TEST_CASE("a newer on-disk format is refused") {
+  test::temp_dir dir;
+  server_store_options opts;
+  {
+    auto s = server_store::open(dir.path(), opts);
+    REQUIRE(s.ok());
+    auto& e = (*s)->environment();
+    auto meta = e.open_dbi("meta");
+    REQUIRE(meta.ok());
+    REQUIRE(e.write([&](txn& t) {
+               return set_format(t, *meta, "format", server_format_version + 1);
+             })
+              .ok());
+  }
+  auto again = server_store::open(dir.path(), opts);
+  REQUIRE(!again.ok());
+  CHECK(again.error().code() == status_code::version_mismatch);
+}
+
+TEST_CASE("the map grows under a batch of appends") {
+  test::temp_dir dir;
+  server_store_options opts;
+  opts.env.sync = false;
+  opts.env.map_size = 256 * 1024;
+  opts.env.max_map_size = 64 << 20;
+  auto s = server_store::open(dir.path(), opts);
+  REQUIRE(s.ok());
+  auto& db = **s;
+  REQUIRE(db.app_add("demo", "").ok());
+  auto a = db.user_add("demo", "a", "", 0, t0);
+  REQUIRE(db.user_add("demo", "b", "", 0, t0).ok());
+  std::vector<write_op> ops;
+  for (uint64_t i = 1; i <= 500; ++i) {
+    append_op op;
+    op.sender_uid = a->uid;
+    op.app_id = "demo";
+    op.sender = "a";
+    op.device = "d";
+    op.msg.mid = i;
+    op.msg.peer = "b";
+    op.msg.payload.assign(1000, 'x');
+    op.now_ms = t0;
+    ops.emplace_back(std::move(op));
+  }
+  std::vector<write_outcome> out;
+  std::vector<uint64_t> touched;
+  REQUIRE(db.apply(ops, out, touched).ok());
+  for (auto& o : out)
+    CHECK(o.append.status == message_status::sent);
+  CHECK(db.head(db.uid_of("demo", "b")) == 500);
+  CHECK(db.environment().map_size() > 256 * 1024);
+}
