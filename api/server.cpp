@@ -138,7 +138,8 @@ result<std::pair<int, uint16_t>> listen_on(const std::string& host,
 
 struct server::impl {
   caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::actor_system> owned_sys; // ours, or null when hosted
+  caf::actor_system* sys = nullptr;
   std::shared_ptr<parley::srv::context> ctx;
   caf::actor acceptor;
   uint16_t port = 0;
@@ -223,6 +224,12 @@ server::server(std::unique_ptr<impl> p) : impl_(std::move(p)) {
 
 result<std::unique_ptr<server>>
 server::start(const server_options& opts, std::shared_ptr<server_hooks> hooks) {
+  return start_on(nullptr, opts, std::move(hooks));
+}
+
+result<std::unique_ptr<server>>
+server::start_on(caf::actor_system* host, const server_options& opts,
+                 std::shared_ptr<server_hooks> hooks) {
   auto p = std::make_unique<impl>();
   auto ctx = std::make_shared<parley::srv::context>();
   ctx->opts = opts;
@@ -316,14 +323,25 @@ server::start(const server_options& opts, std::shared_ptr<server_hooks> hooks) {
   if (!sock)
     return sock.error();
   p->port = sock->second;
-  // Actor system.
-  auto threads = opts.threads != 0
-                   ? opts.threads
-                   : std::max(2u, std::thread::hardware_concurrency());
-  p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
-  p->cfg.set("logger.verbosity", caf::atom("quiet"));
-  p->cfg.load<caf::io::middleman>();
-  p->sys = std::make_unique<caf::actor_system>(p->cfg);
+  // Actor system: the host's, or our own.
+  if (host != nullptr) {
+    if (!host->has_middleman()) {
+      ::close(sock->first);
+      return status{status_code::failed_precondition,
+                    "the host's actor system has no middleman: call "
+                    "parley::interop::prepare(cfg) before creating it"};
+    }
+    p->sys = host;
+  } else {
+    auto threads = opts.threads != 0
+                     ? opts.threads
+                     : std::max(2u, std::thread::hardware_concurrency());
+    p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+    p->cfg.set("logger.verbosity", caf::atom("quiet"));
+    p->cfg.load<caf::io::middleman>();
+    p->owned_sys = std::make_unique<caf::actor_system>(p->cfg);
+    p->sys = p->owned_sys.get();
+  }
   ctx->storage = parley::srv::make_storage_actor(*p->sys, ctx);
   ctx->dispatcher = parley::srv::make_dispatcher_actor(*p->sys, ctx);
   p->acceptor = parley::srv::make_acceptor(*p->sys, sock->first, ctx);
@@ -416,6 +434,16 @@ status server::user_disable(const std::string& app_id,
                             const std::string& address, bool disabled) {
   return impl::reply_status(
     impl_->admin(codec::admin_user_disable{0, app_id, address, disabled}));
+}
+
+} // namespace parley
+
+namespace parley {
+
+result<std::unique_ptr<server>>
+interop_start(caf::actor_system& sys, const server_options& opts,
+              std::shared_ptr<server_hooks> hooks) {
+  return server::start_on(&sys, opts, std::move(hooks));
 }
 
 } // namespace parley

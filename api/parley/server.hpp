@@ -22,7 +22,20 @@
 #include <string>
 #include <vector>
 
+namespace caf {
+class actor_system; // only named: see <parley/interop.hpp>
+} // namespace caf
+
 namespace parley {
+
+class server;
+struct server_options;
+class server_hooks;
+
+/// Starts a server on a host's actor system (see <parley/interop.hpp>).
+result<std::unique_ptr<server>>
+interop_start(caf::actor_system& sys, const server_options& opts,
+              std::shared_ptr<server_hooks> hooks);
 
 /// How a server is configured. Every field has a working default.
 struct server_options {
@@ -179,6 +192,14 @@ class server {
   struct impl;
 
  private:
+  friend result<std::unique_ptr<server>>
+  interop_start(caf::actor_system&, const server_options&,
+                std::shared_ptr<server_hooks>);
+
+  static result<std::unique_ptr<server>>
+  start_on(caf::actor_system* host, const server_options& opts,
+           std::shared_ptr<server_hooks> hooks);
+
   explicit server(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };

@@ -1,0 +1,59 @@
+// A server on the host's own actor system (<parley/interop.hpp>).
+
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/test_client.hpp"
+
+#include <parley/interop.hpp>
+
+#include <caf/all.hpp>
+
+#include <doctest/doctest.h>
+
+using namespace parley;
+using namespace parley::test;
+
+TEST_CASE("a server runs on the host's actor system") {
+  temp_dir dir;
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", size_t{2});
+  parley::interop::prepare(cfg);
+  caf::actor_system sys{cfg};
+  // The host's own actors keep working next to Parley's.
+  auto echo =
+    sys.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  server_options opts;
+  opts.port = 0;
+  opts.data_dir = dir.path();
+  opts.log_level = "warn";
+  auto srv = interop::start_server(sys, opts);
+  REQUIRE_MESSAGE(srv.ok(), srv.error().to_string());
+  REQUIRE((*srv)->app_add("demo").ok());
+  auto tok = (*srv)->user_add("demo", "alice");
+  REQUIRE(tok.ok());
+  auto c = test_client::connect((*srv)->port(), (*srv)->cert_file());
+  CHECK(c->login("demo", tok->token, "d1").address == "alice");
+  caf::scoped_actor self{sys};
+  int answer = 0;
+  self->request(echo, std::chrono::seconds(5), 41)
+    .receive([&](int x) { answer = x; }, [](caf::error&) {});
+  CHECK(answer == 42);
+  (*srv)->stop();
+  (*srv)->wait();
+  CHECK(c->wait_closed());
+  self->send_exit(echo, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a host system without the middleman is refused with a hint") {
+  temp_dir dir;
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", size_t{1});
+  caf::actor_system sys{cfg};
+  server_options opts;
+  opts.port = 0;
+  opts.data_dir = dir.path();
+  opts.log_level = "warn";
+  auto srv = interop::start_server(sys, opts);
+  REQUIRE(!srv.ok());
+  CHECK(srv.error().code() == status_code::failed_precondition);
+  CHECK(srv.error().message().find("prepare") != std::string::npos);
+}
