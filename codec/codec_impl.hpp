@@ -12,6 +12,9 @@
 
 namespace parley::codec::detail {
 
+/// The wire is little-endian: on such hosts integers are copied as they are.
+constexpr bool little_endian_host = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+
 template<class T>
 constexpr bool is_wire_int_v = std::is_integral_v<T> || std::is_enum_v<T>;
 
@@ -128,8 +131,13 @@ struct writer {
   template<class U>
   void put(U x) {
     static_assert(std::is_unsigned_v<U>);
-    for (size_t i = 0; i < sizeof(U); ++i)
-      *p++ = static_cast<uint8_t>(x >> (8 * i));
+    if constexpr (little_endian_host) {
+      std::memcpy(p, &x, sizeof(U));
+      p += sizeof(U);
+    } else {
+      for (size_t i = 0; i < sizeof(U); ++i)
+        *p++ = static_cast<uint8_t>(x >> (8 * i));
+    }
   }
 
   void bytes(const std::string& x) {
@@ -233,8 +241,12 @@ struct reader {
     if (static_cast<size_t>(end - p) < sizeof(U))
       return fail(errc::truncated);
     U v = 0;
-    for (size_t i = 0; i < sizeof(U); ++i)
-      v |= static_cast<U>(static_cast<U>(p[i]) << (8 * i));
+    if constexpr (little_endian_host) {
+      std::memcpy(&v, p, sizeof(U));
+    } else {
+      for (size_t i = 0; i < sizeof(U); ++i)
+        v |= static_cast<U>(static_cast<U>(p[i]) << (8 * i));
+    }
     p += sizeof(U);
     x = v;
     return true;
