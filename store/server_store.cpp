@@ -411,6 +411,7 @@ struct server_store::impl {
       return ru.error();
     if (!*ru) {
       out.status = codec::message_status::invalid_dest;
+      out.ts_ms = op.now_ms;
       out.text = "there is no user '" + m.peer + "' in app '" + op.app_id +
                  "': check the address";
       return {};
@@ -419,6 +420,7 @@ struct server_store::impl {
     auto rstate = get_state(t, ruid);
     if (rstate.head - rstate.delivered_upto >= opts.inbox_quota) {
       out.status = codec::message_status::inbox_full;
+      out.ts_ms = op.now_ms;
       out.text = "'" + m.peer + "' has " +
                  std::to_string(rstate.head - rstate.delivered_upto) +
                  " undelivered messages, the server's quota: try again "
@@ -839,10 +841,15 @@ struct server_store::impl {
       from = to - max_scan;
     std::vector<log_record> recs;
     if (auto s = scan_messages(t, op.uid, from, to,
-                               [&](const log_record& r) {
-                                 if (r.other_uid == puid)
+                               [&](const log_record& r) -> status {
+                                 if (r.other_uid != puid)
+                                   return {};
+                                 auto gone = is_expired(t, op.uid, r.seq);
+                                 if (!gone)
+                                   return gone.error();
+                                 if (!*gone) // EXPIRED already, never READ
                                    recs.push_back(r);
-                                 return status{};
+                                 return {};
                                });
         !s)
       return s;
@@ -1326,7 +1333,7 @@ uint64_t server_store::cursor(uint64_t uid, const std::string& device,
 
 status server_store::read_log(uint64_t uid, uint64_t after, size_t max_records,
                               size_t max_bytes, std::vector<log_record>& out,
-                              uint64_t* delivered_upto) {
+                              uint64_t* delivered_upto, uint64_t now_ms) {
   auto t = impl_->e->begin_read();
   if (!t)
     return t.error();
@@ -1345,6 +1352,11 @@ status server_store::read_log(uint64_t uid, uint64_t after, size_t max_records,
     out.emplace_back();
     if (!decode_record(c->value(), get_be64(c->key().data() + 8), out.back()))
       return impl_->corrupt("log");
+    auto& r = out.back();
+    if (now_ms != 0 && r.expires_ms != 0 && r.expires_ms < now_ms) {
+      auto gone = impl_->is_expired(*t, uid, r.seq);
+      r.expired = gone && *gone;
+    }
     bytes += out.back().frame.size();
     if (auto s = c->next(); !s)
       return s;

@@ -78,6 +78,7 @@ struct log_record {
   std::string origin_device; ///< Outgoing: the device that sent it.
   codec::frame_type type = codec::frame_type::message;
   std::string frame; ///< Encoded frame, header included.
+  bool expired = false; ///< EXPIRED was sent for it (see read_log).
 };
 
 // -- write operations, applied in batches (group commit)
@@ -242,9 +243,11 @@ class server_store {
   /// `max_bytes` of frames (at least one record when any). When given,
   /// `delivered_upto` receives the highest seq any device of the user
   /// acknowledged (records up to it are delivered, whatever their expiry).
+  /// With `now_ms`, records past their expiry whose sender got EXPIRED are
+  /// marked `expired` (never to be delivered).
   status read_log(uint64_t uid, uint64_t after, size_t max_records,
                   size_t max_bytes, std::vector<log_record>& out,
-                  uint64_t* delivered_upto = nullptr);
+                  uint64_t* delivered_upto = nullptr, uint64_t now_ms = 0);
 
   /// Resolves a user's uid (0 when unknown).
   uint64_t uid_of(const std::string& app_id, const std::string& address);

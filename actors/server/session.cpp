@@ -175,7 +175,8 @@ void pump(session_ptr self) {
     st.records.clear();
     uint64_t delivered_upto = 0;
     if (auto s = st.ctx->store->read_log(st.uid, st.sent_upto, n, 256 * 1024,
-                                         st.records, &delivered_upto);
+                                         st.records, &delivered_upto,
+                                         st.ctx->now());
         !s) {
       st.ctx->log->error("session {}: reading the log of uid {}: {}",
                          st.peer_addr, st.uid, s.to_string());
@@ -189,7 +190,8 @@ void pump(session_ptr self) {
       st.sent_upto = r.seq;
       // Expired and acknowledged by no device: never delivered. (Another
       // device got it in time: this one gets it too.)
-      if (r.expires_ms != 0 && r.expires_ms < now && r.seq > delivered_upto) {
+      if (r.expired ||
+          (r.expires_ms != 0 && r.expires_ms < now && r.seq > delivered_upto)) {
         if (r.type == codec::frame_type::message && r.origin_device.empty())
           expired.push_back(r.seq);
         continue;
@@ -570,6 +572,26 @@ void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
   auto& st = self->state;
   if (st.ph == phase::closing)
     return;
+  // The version is read before the rest of a hello: a newer client's hello
+  // may have another layout, and deserves unsupported_version, not a
+  // protocol error.
+  if (st.ph == phase::handshake &&
+      (t == codec::frame_type::hello || t == codec::frame_type::admin_hello) &&
+      len >= 6) {
+    uint32_t magic = uint32_t{body[0]} | (uint32_t{body[1]} << 8) |
+                     (uint32_t{body[2]} << 16) | (uint32_t{body[3]} << 24);
+    uint16_t version = static_cast<uint16_t>(body[4] | (body[5] << 8));
+    if (magic == codec::hello_magic &&
+        (version > codec::protocol_version ||
+         version < codec::min_protocol_version)) {
+      login_failed(self, codec::login_failure_reason::unsupported_version,
+                   "this server speaks protocol version " +
+                     std::to_string(codec::protocol_version) +
+                     ", the client " + std::to_string(version) +
+                     ": update the client or the server");
+      return;
+    }
+  }
   if (auto e = codec::decode(t, body, len, st.frame); e != codec::errc::ok) {
     protocol_error(self, codec::to_status(e, codec::to_string(t)).message());
     return;

@@ -14,7 +14,8 @@
 //   (realtime, frame)    an unstored frame (expiry 0, presence, calls)
 //   (kick, reason, text) end the session with goodbye(reason)
 //   (shutdown)           the server stops: goodbye(SHUTDOWN)
-// It answers its connection with (data, ciphertext) and (close).
+// It answers its connection with (data, ciphertext), (consumed, n) -- read
+// credit for n bytes processed -- and (close).
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>

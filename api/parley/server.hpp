@@ -74,7 +74,7 @@ struct server_options {
   /// Initial and largest LMDB map size, bytes.
   uint64_t map_size = 1ull << 30;
   uint64_t max_map_size = 1ull << 40;
-  /// Worker threads of the actor system; 0 = number of cores.
+  /// Worker threads of the actor system; 0 = the number of cores, at least 2.
   uint32_t threads = 0;
   /// Log level: trace, debug, info, warn, error, off.
   std::string log_level = "info";
