@@ -1,0 +1,484 @@
+#include "actors/client/client_actor.hpp"
+
+#include "actors/common/byte_pump.hpp"
+#include "actors/server/messages.hpp"
+#include "codec/codec.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <random>
+
+#include <unistd.h>
+
+namespace parley::cli {
+
+using srv::bytes;
+using srv::close_atom;
+using srv::closed_atom;
+using srv::consumed_atom;
+using srv::data_atom;
+using srv::shutdown_atom;
+using srv::tick_atom;
+using srv::written_atom;
+
+message to_public(const store::client_message& m) {
+  message out;
+  out.id = m.id;
+  out.mid = m.mid;
+  out.peer = m.peer;
+  out.group_id = m.group_id;
+  out.sender = m.sender;
+  out.outgoing = m.outgoing;
+  out.kind = m.kind;
+  out.flags = m.flags;
+  out.expiry_s = m.expiry_s;
+  out.in_reply_to = m.in_reply_to;
+  out.ts_ms = m.ts_ms;
+  out.status = static_cast<message_status>(m.status);
+  out.payload = m.payload;
+  return out;
+}
+
+namespace {
+
+using namespace std::chrono;
+
+enum class phase { idle, connecting, handshake, online, stopped };
+
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(
+    duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+      .count());
+}
+
+struct client_state {
+  std::shared_ptr<client_context> ctx;
+  phase ph = phase::idle;
+  bool wanted = false;     ///< start() was called and not stop().
+  uint64_t generation = 0; ///< Bumped per connection attempt.
+  caf::actor pump;
+  std::unique_ptr<tls::stream> tls;
+  codec::frame_parser parser{codec::max_frame_body_protocol};
+  codec::buffer out;
+  tls::bytes cipher;
+  tls::bytes plain;
+  codec::frame frame;
+  milliseconds backoff{0};
+  uint64_t stored_seq = 0; ///< Highest log seq stored locally.
+  uint64_t acked_seq = 0;  ///< Highest seq acked to the server.
+  std::string address;
+  std::minstd_rand rng{std::random_device{}()};
+  static inline const char* name = "parley.client";
+};
+
+using client_ptr = caf::stateful_actor<client_state>*;
+
+void set_status(client_ptr self, connection_status s,
+                const std::string& reason = {}) {
+  auto& st = self->state;
+  auto old = st.ctx->status.exchange(static_cast<uint8_t>(s));
+  if (old == static_cast<uint8_t>(s) && reason.empty())
+    return;
+  st.ctx->emit([s, reason](listener& l) { l.on_connection_status(s, reason); });
+}
+
+template<class Frame>
+void put(client_ptr self, const Frame& f) {
+  codec::encode(f, self->state.out);
+}
+
+void flush_out(client_ptr self) {
+  auto& st = self->state;
+  if (!st.out.empty() && st.tls) {
+    st.tls->send(st.out.data(), st.out.size(), st.cipher);
+    st.out.clear();
+  }
+  if (!st.cipher.empty() && st.pump) {
+    self->send(st.pump, data_atom::value, std::move(st.cipher));
+    st.cipher = tls::bytes{};
+  }
+}
+
+/// Drops the connection (if any) without any status change.
+void drop(client_ptr self) {
+  auto& st = self->state;
+  if (st.pump) {
+    self->send(st.pump, close_atom::value);
+    st.pump = nullptr;
+  }
+  st.tls.reset();
+  st.out.clear();
+  st.cipher.clear();
+  ++st.generation; // (the parser is reset when the next connection starts)
+}
+
+void connect(client_ptr self);
+
+/// Reconnects after a delay with exponential backoff and jitter.
+void retry_later(client_ptr self) {
+  auto& st = self->state;
+  if (!st.wanted || st.ph == phase::stopped)
+    return;
+  auto& o = st.ctx->opts;
+  st.backoff = st.backoff.count() == 0
+                 ? o.backoff_min
+                 : std::min(o.backoff_max, st.backoff * 2);
+  // Full jitter in [backoff/2, backoff]: thousands of clients that lost the
+  // same server do not come back in the same millisecond.
+  auto half = st.backoff.count() / 2;
+  auto delay = milliseconds(half + (half > 0 ? st.rng() % (half + 1) : 0));
+  st.ph = phase::idle;
+  self->delayed_send(self, delay, tick_atom::value);
+}
+
+/// The connection ended: report why and, unless final, try again.
+void lost(client_ptr self, connection_status s, const std::string& reason,
+          bool final) {
+  auto& st = self->state;
+  drop(self);
+  set_status(self, s, reason);
+  if (final) {
+    st.wanted = false;
+    st.ph = phase::stopped;
+    return;
+  }
+  retry_later(self);
+}
+
+void connect(client_ptr self) {
+  auto& st = self->state;
+  if (!st.wanted || st.ph == phase::connecting || st.ph == phase::handshake ||
+      st.ph == phase::online)
+    return;
+  st.ph = phase::connecting;
+  set_status(self, connection_status::connecting);
+  auto gen = ++st.generation;
+  auto me = caf::actor_cast<caf::actor>(self);
+  st.ctx->connector->connect(
+    st.ctx->opts.host, st.ctx->opts.port, st.ctx->opts.call_timeout,
+    [me, gen](int fd, status s) {
+      if (fd >= 0)
+        caf::anon_send(me, connected_atom::value, gen, fd);
+      else
+        caf::anon_send(me, failed_atom::value, gen, s.message(),
+                       static_cast<uint8_t>(s.code()));
+    });
+}
+
+void send_frame_for(client_ptr self, const store::client_message& m) {
+  codec::send s;
+  s.mid = m.mid;
+  s.peer = m.peer;
+  s.group_id = m.group_id;
+  s.flags = m.flags;
+  s.expiry_s = m.expiry_s;
+  s.kind = m.kind;
+  s.in_reply_to = m.in_reply_to;
+  s.payload = m.payload;
+  put(self, s);
+}
+
+void on_login_ok(client_ptr self, const codec::login_ok& ok) {
+  auto& st = self->state;
+  st.ph = phase::online;
+  st.backoff = milliseconds(0);
+  st.address = ok.address;
+  set_status(self, connection_status::online);
+  // The outbox goes out in order; the server answers each (resends are
+  // deduplicated by mid on the server).
+  if (auto box = st.ctx->db->outbox(); box.ok())
+    for (auto& m : *box)
+      send_frame_for(self, m);
+  auto every = seconds(std::max<uint32_t>(1, ok.ping_interval_s));
+  self->delayed_send(self, every, ping_atom::value, st.generation);
+}
+
+void apply_status(client_ptr self, uint64_t mid, uint8_t value, uint64_t seq,
+                  uint64_t ts, const std::string& text) {
+  auto& st = self->state;
+  auto before = st.ctx->db->get(mid);
+  if (!before.ok() || !*before)
+    return; // not sent from this device (another device's message)
+  auto old = (*before)->status;
+  auto after = st.ctx->db->set_status(mid, value, seq, ts);
+  if (!after.ok() || after->status == old)
+    return;
+  auto pub = to_public(*after);
+  st.ctx->emit([pub, text](listener& l) { l.on_message_status(pub, text); });
+}
+
+void on_message(client_ptr self, codec::message& m) {
+  auto& st = self->state;
+  store::client_message cm;
+  cm.mid = m.mid;
+  cm.seq = m.seq;
+  cm.peer = m.peer;
+  cm.group_id = m.group_id;
+  cm.sender = m.sender;
+  cm.outgoing = m.outgoing;
+  cm.kind = m.kind;
+  cm.flags = m.flags;
+  cm.in_reply_to = m.in_reply_to;
+  cm.ts_ms = m.ts_ms;
+  cm.status = m.outgoing
+                ? static_cast<uint8_t>(codec::message_status::sent)
+                : static_cast<uint8_t>(codec::message_status::received_new);
+  cm.payload = std::move(m.payload);
+  auto fresh = st.ctx->db->add_incoming(cm);
+  if (fresh.ok() && *fresh) {
+    auto pub = to_public(cm);
+    st.ctx->emit(
+      [pub](listener& l) { l.on_message(pub, message_origin::realtime); });
+  }
+}
+
+void on_frame(client_ptr self) {
+  auto& st = self->state;
+  std::visit(
+    [&](auto& f) {
+      using T = std::decay_t<decltype(f)>;
+      if constexpr (std::is_same_v<T, codec::login_ok>) {
+        on_login_ok(self, f);
+      } else if constexpr (std::is_same_v<T, codec::login_failed>) {
+        using lr = codec::login_failure_reason;
+        bool transient =
+          f.reason == lr::unavailable || f.reason == lr::rate_limited;
+        lost(self,
+             transient ? connection_status::offline
+                       : connection_status::authfail,
+             f.text, !transient);
+      } else if constexpr (std::is_same_v<T, codec::message>) {
+        auto seq = f.seq;
+        on_message(self, f);
+        st.stored_seq = std::max(st.stored_seq, seq);
+      } else if constexpr (std::is_same_v<T, codec::status_update>) {
+        apply_status(self, f.mid, static_cast<uint8_t>(f.value), f.seq, f.ts_ms,
+                     f.text);
+        st.stored_seq = std::max(st.stored_seq, f.seq);
+      } else if constexpr (std::is_same_v<T, codec::ping>) {
+        put(self, codec::pong{f.nonce});
+      } else if constexpr (std::is_same_v<T, codec::goodbye>) {
+        using gr = codec::goodbye_reason;
+        switch (f.reason) {
+        case gr::signout:
+          lost(self, connection_status::signout, f.text, true);
+          break;
+        case gr::auth_revoked:
+        case gr::deleted:
+          lost(self, connection_status::authfail, f.text, true);
+          break;
+        case gr::shutdown:
+          lost(self, connection_status::shutdown, f.text, false);
+          break;
+        default:
+          lost(self, connection_status::offline, f.text, false);
+        }
+      } else {
+        // pong, server_error, and frames of families not served yet
+      }
+    },
+    st.frame);
+}
+
+void on_data(client_ptr self, const bytes& data) {
+  auto& st = self->state;
+  if (!st.tls)
+    return;
+  st.plain.clear();
+  auto s = st.tls->receive(data.data(), data.size(), st.plain, st.cipher);
+  auto gen = st.generation;
+  if (!st.plain.empty()) {
+    auto e = st.parser.feed(
+      st.plain.data(), st.plain.size(),
+      [&](codec::frame_type t, const uint8_t* body, size_t len) {
+        if (codec::decode(t, body, len, st.frame) != codec::errc::ok)
+          return false;
+        on_frame(self);
+        return st.generation == gen; // stop once the connection was dropped
+      });
+    if (e != codec::errc::ok && st.generation == gen) {
+      lost(self, connection_status::offline,
+           "the server sent a malformed frame", false);
+      return;
+    }
+  }
+  if (st.generation != gen)
+    return;
+  if (!s) {
+    bool trust = s.code() == status_code::unauthenticated;
+    lost(self,
+         trust ? connection_status::connect_failure
+               : connection_status::offline,
+         s.message(), false);
+    return;
+  }
+  // Everything stored: acknowledge cumulatively.
+  if (st.stored_seq > st.acked_seq && st.ph == phase::online) {
+    st.ctx->db->set_cursor(st.stored_seq);
+    put(self, codec::ack{st.stored_seq});
+    st.acked_seq = st.stored_seq;
+  }
+  flush_out(self);
+  if (st.pump)
+    self->send(st.pump, consumed_atom::value,
+               static_cast<uint64_t>(data.size()));
+}
+
+} // namespace
+
+caf::actor make_client_actor(caf::actor_system& sys,
+                             std::shared_ptr<client_context> ctx) {
+  auto fn = [](client_ptr self,
+               std::shared_ptr<client_context> c) -> caf::behavior {
+    self->state.ctx = std::move(c);
+    if (auto cur = self->state.ctx->db->cursor(); cur.ok())
+      self->state.stored_seq = self->state.acked_seq = *cur;
+    return {
+      [=](start_atom, reply_slot& slot) {
+        auto& st = self->state;
+        st.wanted = true;
+        if (st.ph == phase::stopped)
+          st.ph = phase::idle;
+        connect(self);
+        slot->set_value({});
+      },
+      [=](stop_atom, reply_slot& slot) {
+        auto& st = self->state;
+        st.wanted = false;
+        if (st.ph == phase::online) {
+          put(self, codec::goodbye{codec::goodbye_reason::normal, "stop"});
+          flush_out(self);
+        }
+        drop(self);
+        st.ph = phase::stopped;
+        set_status(self, connection_status::stopped);
+        slot->set_value({});
+      },
+      [=](send_atom, std::string& peer, std::string& payload, uint16_t flags,
+          uint32_t expiry, uint16_t kind, uint64_t in_reply_to,
+          reply_slot& slot) {
+        auto& st = self->state;
+        if (peer.empty() || peer.size() > codec::max_address) {
+          slot->set_value({0, "a peer address has 1 to 64 bytes"});
+          return;
+        }
+        if (payload.size() > codec::max_payload) {
+          slot->set_value(
+            {0, "a payload has at most 256 KiB; send files in chunks"});
+          return;
+        }
+        auto id = st.ctx->db->next_id(wall_ms());
+        if (!id) {
+          slot->set_value({0, id.error().to_string()});
+          return;
+        }
+        store::client_message m;
+        m.id = m.mid = *id;
+        m.peer = std::move(peer);
+        m.sender = st.address;
+        m.outgoing = true;
+        m.kind = kind;
+        m.flags = flags;
+        m.expiry_s = expiry;
+        m.in_reply_to = in_reply_to;
+        m.ts_ms = wall_ms();
+        m.status = static_cast<uint8_t>(codec::message_status::outbox);
+        m.payload = std::move(payload);
+        if (auto s = st.ctx->db->add_outgoing(m); !s) {
+          slot->set_value({0, s.to_string()});
+          return;
+        }
+        if (st.ph == phase::online) {
+          send_frame_for(self, m);
+          flush_out(self);
+        }
+        slot->set_value({m.id, {}});
+      },
+      [=](resend_atom, uint64_t id, reply_slot& slot) {
+        auto& st = self->state;
+        auto m = st.ctx->db->get(id);
+        if (!m.ok()) {
+          slot->set_value({0, m.error().to_string()});
+          return;
+        }
+        if (!*m || !(*m)->outgoing) {
+          slot->set_value({0, "no outgoing message " + std::to_string(id)});
+          return;
+        }
+        if (st.ph == phase::online) {
+          send_frame_for(self, **m);
+          flush_out(self);
+        }
+        slot->set_value({id, {}});
+      },
+      [=](remove_atom, uint64_t id, reply_slot& slot) {
+        auto s = self->state.ctx->db->remove(id);
+        slot->set_value({id, s ? std::string{} : s.to_string()});
+      },
+      [=](mark_atom, std::string& peer, uint64_t up_to, reply_slot& slot) {
+        auto& st = self->state;
+        auto seq = st.ctx->db->mark_read(peer, 0, up_to);
+        if (!seq) {
+          slot->set_value({0, seq.error().to_string()});
+          return;
+        }
+        if (*seq > 0 && st.ph == phase::online) {
+          put(self, codec::read{peer, 0, *seq});
+          flush_out(self);
+        }
+        slot->set_value({*seq, {}});
+      },
+      [=](connected_atom, uint64_t gen, int fd) {
+        auto& st = self->state;
+        if (gen != st.generation || st.ph != phase::connecting) {
+          ::close(fd);
+          return;
+        }
+        st.ph = phase::handshake;
+        st.parser = codec::frame_parser{codec::max_frame_body_protocol};
+        st.pump = net::spawn_pump(self->system(), fd,
+                                  caf::actor_cast<caf::actor>(self));
+        st.tls = std::make_unique<tls::stream>(st.ctx->tls, st.ctx->opts.host);
+        st.tls->start(st.cipher);
+        put(self, codec::hello{codec::protocol_version, st.ctx->opts.app_id,
+                               st.ctx->opts.token, st.ctx->device,
+                               "libparley " PARLEY_VERSION, 0});
+        flush_out(self); // the hello waits in TLS until the handshake ends
+      },
+      [=](failed_atom, uint64_t gen, std::string& reason, uint8_t) {
+        auto& st = self->state;
+        if (gen != st.generation)
+          return;
+        lost(self, connection_status::connect_failure, reason, false);
+      },
+      [=](data_atom, const bytes& data) { on_data(self, data); },
+      [=](written_atom, uint64_t) {
+        // nop: a client's writes are small; the server paces delivery
+      },
+      [=](closed_atom) {
+        auto& st = self->state;
+        if (st.ph == phase::stopped || st.ph == phase::idle)
+          return;
+        st.pump = nullptr;
+        lost(self, connection_status::offline,
+             "the connection to the server was lost", false);
+      },
+      [=](shutdown_atom) {
+        // nop: only servers get this from their pumps
+      },
+      [=](tick_atom) { connect(self); },
+      [=](ping_atom, uint64_t gen) {
+        auto& st = self->state;
+        if (gen != st.generation || st.ph != phase::online)
+          return;
+        put(self, codec::ping{gen});
+        flush_out(self);
+        self->delayed_send(self, seconds(30), ping_atom::value, gen);
+      },
+    };
+  };
+  return sys.spawn(fn, std::move(ctx));
+}
+
+} // namespace parley::cli

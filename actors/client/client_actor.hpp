@@ -1,0 +1,102 @@
+#pragma once
+
+// The client actor: one per client, on the runtime's worker pool. It owns
+// the connection's TLS stream and framing, the login, the outbox, acks and
+// statuses, and is the only writer of the local database; a byte pump
+// broker moves its bytes and the connector makes its TCP connections.
+// Events go to the client's strand, which runs the listeners.
+//
+// Protocol (from the facade). Each call carries a reply slot (a promise the
+// facade waits on) instead of a request: the facade may be called from any
+// thread, also from inside callbacks, and needs no actor of its own.
+//   (start, slot)                    connect and log in, keep reconnecting
+//   (stop, slot)                     goodbye and close; answers when done
+//   (send, peer, payload, flags, expiry, kind, in_reply_to, slot)
+//                                    stores it (OUTBOX), sends it if online;
+//                                    answers with its id
+//   (resend, id, slot), (remove, id, slot)
+//   (markread, peer, up_to, slot)    mark read locally + READ to the peer
+// A slot answers {id, error}; error empty on success.
+// (from the connector): (connected, fd) | (failed, reason, code)
+// (from its byte pump): (data, bytes), (written, n), (closed)
+// (to itself): (tick, generation) reconnect timer, (ping) keepalive
+
+#include "actors/client/callback_pool.hpp"
+#include "actors/client/connector.hpp"
+#include "actors/tls/tls.hpp"
+#include "store/client_store.hpp"
+
+#include <parley/client.hpp>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace parley::cli {
+
+using start_atom = caf::atom_constant<caf::atom("start")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using send_atom = caf::atom_constant<caf::atom("send")>;
+using resend_atom = caf::atom_constant<caf::atom("resend")>;
+using remove_atom = caf::atom_constant<caf::atom("remove")>;
+using mark_atom = caf::atom_constant<caf::atom("markread")>;
+using connected_atom = caf::atom_constant<caf::atom("connected")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+
+/// The answer to a facade call.
+struct call_result {
+  uint64_t id = 0;
+  std::string error; ///< Empty on success.
+};
+
+/// Where the actor puts the answer; the facade waits on its future. When
+/// the actor is gone the message (and the promise) is destroyed, and the
+/// facade sees a broken promise instead of waiting forever.
+using reply_slot = std::shared_ptr<std::promise<call_result>>;
+
+/// What the facade and the actor share.
+struct client_context {
+  client_options opts;
+  std::shared_ptr<tls::context> tls;
+  std::shared_ptr<store::client_store> db;
+  std::string device;
+  net::connector* connector = nullptr;
+  std::shared_ptr<net::strand> events;
+  std::mutex listeners_mtx;
+  std::vector<std::shared_ptr<listener>> listeners;
+  std::atomic<uint8_t> status{0};
+
+  /// Runs `f` on every listener, on the client's strand.
+  template<class F>
+  void emit(F f) {
+    events->post([this, f = std::move(f)] {
+      std::vector<std::shared_ptr<listener>> snapshot;
+      {
+        std::lock_guard<std::mutex> guard{listeners_mtx};
+        snapshot = listeners;
+      }
+      for (auto& l : snapshot)
+        f(*l);
+    });
+  }
+};
+
+/// The public view of a stored message.
+message to_public(const store::client_message& m);
+
+/// Spawns the actor of one client.
+caf::actor make_client_actor(caf::actor_system& sys,
+                             std::shared_ptr<client_context> ctx);
+
+} // namespace parley::cli
+
+// Local only (never serialized): whitelisted for CAF messages.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::cli::reply_slot)

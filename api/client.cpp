@@ -1,0 +1,355 @@
+// libparley's facade: runtime, client, read_session.
+
+#include <parley/client.hpp>
+
+#include "actors/client/callback_pool.hpp"
+#include "actors/client/client_actor.hpp"
+#include "actors/client/connector.hpp"
+#include "actors/tls/tls.hpp"
+#include "api/runtime_impl.hpp"
+#include "store/client_store.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+namespace parley {
+
+namespace fs = std::filesystem;
+
+// -- names
+// ---------------------------------------------------------------------
+
+const char* to_string(connection_status s) noexcept {
+  switch (s) {
+  case connection_status::unknown:
+    return "unknown";
+  case connection_status::online:
+    return "online";
+  case connection_status::offline:
+    return "offline";
+  case connection_status::signout:
+    return "signout";
+  case connection_status::authfail:
+    return "authfail";
+  case connection_status::stopped:
+    return "stopped";
+  case connection_status::connecting:
+    return "connecting";
+  case connection_status::connect_failure:
+    return "connect_failure";
+  case connection_status::no_network:
+    return "no_network";
+  case connection_status::shutdown:
+    return "shutdown";
+  }
+  return "unknown";
+}
+
+const char* to_string(message_status s) noexcept {
+  switch (s) {
+  case message_status::outbox:
+    return "outbox";
+  case message_status::sent:
+    return "sent";
+  case message_status::delivered:
+    return "delivered";
+  case message_status::read:
+    return "read";
+  case message_status::received_new:
+    return "received_new";
+  case message_status::received_read:
+    return "received_read";
+  case message_status::fail:
+    return "fail";
+  case message_status::user_offline:
+    return "user_offline";
+  case message_status::inbox_full:
+    return "inbox_full";
+  case message_status::invalid_dest:
+    return "invalid_dest";
+  case message_status::expired:
+    return "expired";
+  case message_status::rejected:
+    return "rejected";
+  case message_status::not_member:
+    return "not_member";
+  }
+  return "unknown";
+}
+
+// -- runtime
+// ---------------------------------------------------------------------
+
+runtime::runtime(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+  // nop
+}
+
+runtime::~runtime() {
+  // Order: no new connects, then the actors (their system), then callbacks.
+  impl_->connector.reset();
+  impl_->sys.reset();
+  impl_->callbacks.reset();
+}
+
+result<std::shared_ptr<runtime>> runtime::create(const runtime_options& o) {
+  auto p = std::make_unique<impl>();
+  auto threads = o.threads != 0
+                   ? o.threads
+                   : std::max(2u, std::thread::hardware_concurrency());
+  p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+  p->cfg.set("logger.verbosity", caf::atom("quiet"));
+  p->cfg.load<caf::io::middleman>();
+  p->sys = std::make_unique<caf::actor_system>(p->cfg);
+  p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
+  p->connector = std::make_unique<net::connector>();
+  return std::shared_ptr<runtime>(new runtime(std::move(p)));
+}
+
+std::shared_ptr<runtime> runtime::default_runtime() {
+  static std::mutex mtx;
+  static std::weak_ptr<runtime> instance;
+  std::lock_guard<std::mutex> guard{mtx};
+  auto rt = instance.lock();
+  if (!rt) {
+    auto made = create();
+    if (!made)
+      return nullptr;
+    rt = *made;
+    instance = rt;
+  }
+  return rt;
+}
+
+// -- client
+// ----------------------------------------------------------------------
+
+struct client::impl {
+  std::shared_ptr<runtime> rt;
+  std::shared_ptr<cli::client_context> ctx;
+  caf::actor actor;
+  std::string temp_dir; ///< The database of a client without one.
+
+  ~impl() {
+    if (actor) {
+      call(cli::stop_atom::value);
+      caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+      actor = nullptr;
+    }
+    if (ctx)
+      ctx->events->close();
+    if (!temp_dir.empty()) {
+      ctx.reset();
+      std::error_code ec;
+      fs::remove_all(temp_dir, ec);
+    }
+  }
+
+  /// Sends a call with a reply slot and waits for the answer.
+  template<class... Ts>
+  cli::call_result call(Ts&&... xs) {
+    auto slot = std::make_shared<std::promise<cli::call_result>>();
+    auto answer = slot->get_future();
+    caf::anon_send(actor, std::forward<Ts>(xs)..., std::move(slot));
+    if (answer.wait_for(ctx->opts.call_timeout) != std::future_status::ready)
+      return {0, "the client did not answer within the call timeout"};
+    try {
+      return answer.get();
+    } catch (const std::future_error&) {
+      return {0, "the client is gone (stopped or destroyed)"};
+    }
+  }
+};
+
+client::client(std::shared_ptr<impl> p) : impl_(std::move(p)) {
+  // nop
+}
+
+client::~client() = default;
+
+result<std::unique_ptr<client>> client::create(const client_options& opts,
+                                               std::shared_ptr<runtime> rt) {
+  if (!rt)
+    return status{status_code::internal, "no runtime"};
+  if (opts.app_id.empty() || opts.token.empty())
+    return status{status_code::invalid_argument,
+                  "set the app id and the user's access token (from "
+                  "'parley admin user add APP USER')"};
+  auto p = std::make_shared<impl>();
+  p->rt = rt;
+  auto ctx = std::make_shared<cli::client_context>();
+  ctx->opts = opts;
+  tls::client_options to;
+  to.ca_file = opts.ca_file;
+  to.pinned_fingerprint = opts.fingerprint;
+  auto tctx = tls::context::client(to);
+  if (!tctx)
+    return tctx.error();
+  ctx->tls = *tctx;
+  std::string dir = opts.database;
+  store::env_options eo;
+  eo.map_size = 64ull << 20;
+  if (dir.empty()) {
+    // No database: a temporary one, deleted with the client.
+    auto tmpl = (fs::temp_directory_path() / "parley-client-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      return status{status_code::io_error,
+                    "cannot create a temporary directory for the client"};
+    dir = p->temp_dir = tmpl;
+    eo.sync = false;
+  }
+  auto db = store::client_store::open(dir, eo);
+  if (!db)
+    return db.error().annotate("opening the client database '" + dir + "'");
+  ctx->db = std::move(*db);
+  if (!opts.device_id.empty()) {
+    ctx->device = opts.device_id;
+  } else {
+    auto dev = ctx->db->device_id();
+    if (!dev)
+      return dev.error();
+    ctx->device = *dev;
+  }
+  auto& rti = rt->internals();
+  ctx->connector = rti.connector.get();
+  ctx->events = rti.callbacks->make_strand();
+  p->ctx = ctx;
+  p->actor = cli::make_client_actor(*rti.sys, ctx);
+  return std::unique_ptr<client>(new client(std::move(p)));
+}
+
+void client::add_listener(std::shared_ptr<listener> l) {
+  std::lock_guard<std::mutex> guard{impl_->ctx->listeners_mtx};
+  auto& v = impl_->ctx->listeners;
+  if (std::find(v.begin(), v.end(), l) == v.end())
+    v.push_back(std::move(l));
+}
+
+void client::remove_listener(const std::shared_ptr<listener>& l) {
+  std::lock_guard<std::mutex> guard{impl_->ctx->listeners_mtx};
+  auto& v = impl_->ctx->listeners;
+  v.erase(std::remove(v.begin(), v.end(), l), v.end());
+}
+
+status client::start() {
+  auto r = impl_->call(cli::start_atom::value);
+  return r.error.empty() ? status{} : status{status_code::unavailable, r.error};
+}
+
+void client::stop() {
+  impl_->call(cli::stop_atom::value);
+}
+
+connection_status client::connection() const {
+  return static_cast<connection_status>(impl_->ctx->status.load());
+}
+
+const std::string& client::device_id() const {
+  return impl_->ctx->device;
+}
+
+result<uint64_t> client::send(const std::string& peer,
+                              const std::string& payload,
+                              const send_options& o) {
+  auto r = impl_->call(cli::send_atom::value, peer, payload, o.flags,
+                       o.expiry_s, o.kind, o.in_reply_to);
+  if (!r.error.empty())
+    return status{status_code::invalid_argument, r.error};
+  return r.id;
+}
+
+status client::resend(uint64_t id) {
+  auto r = impl_->call(cli::resend_atom::value, id);
+  return r.error.empty() ? status{} : status{status_code::not_found, r.error};
+}
+
+result<uint64_t> client::forward(uint64_t id, const std::string& peer) {
+  auto m = get(id);
+  if (!m)
+    return m.error();
+  send_options o;
+  o.flags = m->flags;
+  o.kind = m->kind;
+  o.in_reply_to = m->in_reply_to;
+  return send(peer, m->payload, o);
+}
+
+status client::remove(uint64_t id) {
+  auto r = impl_->call(cli::remove_atom::value, id);
+  return r.error.empty() ? status{} : status{status_code::not_found, r.error};
+}
+
+status client::mark_read(const std::string& peer, uint64_t up_to) {
+  auto r = impl_->call(cli::mark_atom::value, peer, up_to);
+  return r.error.empty() ? status{} : status{status_code::internal, r.error};
+}
+
+result<message> client::get(uint64_t id) {
+  auto m = impl_->ctx->db->get(id);
+  if (!m)
+    return m.error();
+  if (!*m)
+    return status{status_code::not_found,
+                  "no message " + std::to_string(id) + " in the database"};
+  return cli::to_public(**m);
+}
+
+result<std::vector<conversation>> client::summary() {
+  auto s = impl_->ctx->db->summary();
+  if (!s)
+    return s.error();
+  std::vector<conversation> out;
+  for (auto& c : *s)
+    out.push_back(
+      conversation{c.peer, c.group_id, cli::to_public(c.last), c.unread});
+  return out;
+}
+
+// -- read sessions
+// -------------------------------------------------------------------
+
+struct read_session::impl {
+  std::shared_ptr<store::client_store> db;
+  std::string peer;
+  store::read_order order;
+  uint64_t from = 0;
+  bool done = false;
+};
+
+read_session::read_session(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+  // nop
+}
+
+read_session::~read_session() = default;
+
+result<std::vector<message>> read_session::read(size_t count) {
+  std::vector<message> out;
+  if (impl_->done || count == 0)
+    return out;
+  auto page = impl_->db->read(impl_->peer, 0, impl_->from, count, impl_->order);
+  if (!page)
+    return page.error();
+  if (page->size() < count)
+    impl_->done = true;
+  for (auto& m : *page)
+    out.push_back(cli::to_public(m));
+  if (!page->empty())
+    impl_->from = page->back().id;
+  return out;
+}
+
+std::unique_ptr<read_session> client::read_session_for(const std::string& peer,
+                                                       bool oldest_first) {
+  auto p = std::make_unique<read_session::impl>();
+  p->db = impl_->ctx->db;
+  p->peer = peer;
+  p->order = oldest_first ? store::read_order::oldest_first
+                          : store::read_order::newest_first;
+  return std::make_unique<read_session>(std::move(p));
+}
+
+} // namespace parley

@@ -1,0 +1,283 @@
+#pragma once
+
+// libparley's client: the functional interface (a thread-safe synchronous
+// facade) and the callback interface (listeners), in the anatomy of a
+// Mesibo application:
+//
+//   1. credentials:  opts.app_id, opts.token (a user's access token)
+//   2. listeners:    client->add_listener(my_listener)
+//   3. database:     opts.database = "alice.db" (optional)
+//   4. start:        client->start()
+//
+//   parley::client_options opts;
+//   opts.app_id = "demo";  opts.token = "pt_...";  opts.ca_file = "cert.pem";
+//   auto c = parley::client::create(opts);          // result<unique_ptr>
+//   (*c)->add_listener(std::make_shared<my_listener>());
+//   (*c)->start();
+//   auto id = (*c)->send("bob", "hello");           // result<uint64_t>
+//
+// Threading contract (written down as LMDB writes its own):
+// - Every member function of client is thread-safe and may be called from
+//   any thread, including from inside a listener callback.
+// - A client's callbacks never run concurrently with each other and arrive
+//   in the order the events happened. They run on the runtime's callback
+//   threads, never on an actor thread and never on the caller's thread.
+// - A callback should return quickly: it holds up that client's later
+//   events (not other clients').
+// - A client must be destroyed (or stopped) before its runtime; destroying
+//   a client stops it and waits until no callback of it runs.
+
+#include <parley/status.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+/// Connection status (Mesibo's numbers).
+enum class connection_status : uint8_t {
+  unknown = 0,
+  online = 1,          ///< Logged in: messages flow.
+  offline = 2,         ///< Disconnected; reconnecting by itself.
+  signout = 3,         ///< This device logged in elsewhere: stopped for good.
+  authfail = 4,        ///< The token was refused (see the reason): stopped.
+  stopped = 5,         ///< stop() was called.
+  connecting = 6,      ///< Connecting or logging in.
+  connect_failure = 7, ///< The server is unreachable; retrying with backoff.
+  no_network = 8,      ///< No route to the server; retrying.
+  shutdown = 22,       ///< The server is shutting down; retrying later.
+};
+
+/// Lower-case name ("online").
+const char* to_string(connection_status s) noexcept;
+
+/// Status of a message (Mesibo's numbers; failures have bit 0x80).
+enum class message_status : uint8_t {
+  outbox = 0x00,        ///< Stored locally, not yet accepted by the server.
+  sent = 0x01,          ///< Durable on the server.
+  delivered = 0x02,     ///< Stored by a device of the receiver.
+  read = 0x03,          ///< Read by the receiver.
+  received_new = 0x12,  ///< Incoming, not read yet.
+  received_read = 0x13, ///< Incoming, read.
+  fail = 0x80,
+  user_offline = 0x81, ///< Expiry 0 and the peer had no device online.
+  inbox_full = 0x82,   ///< The peer has too many undelivered messages.
+  invalid_dest = 0x83, ///< No such user.
+  expired = 0x84,      ///< Not delivered before its expiry.
+  rejected = 0x89,     ///< Refused by the server's hook (see the reason).
+  not_member = 0x91,   ///< Not allowed to send to that group.
+};
+
+/// Lower-case name ("delivered").
+const char* to_string(message_status s) noexcept;
+
+/// True for the failure statuses.
+constexpr bool is_failure(message_status s) noexcept {
+  return (static_cast<uint8_t>(s) & 0x80) != 0;
+}
+
+/// Message flags (Mesibo's numbers).
+namespace flags {
+constexpr uint16_t delivery_receipt = 0x01;
+constexpr uint16_t read_receipt = 0x02;
+} // namespace flags
+
+/// A message, sent or received.
+struct message {
+  uint64_t id = 0;       ///< Local id (for an outgoing message: its mid).
+  uint64_t mid = 0;      ///< The sender's id of the message.
+  std::string peer;      ///< The other user of the conversation.
+  uint32_t group_id = 0; ///< 0 for 1:1.
+  std::string sender;
+  bool outgoing = false; ///< Sent by this user (maybe from another device).
+  uint16_t kind = 0;     ///< Application-defined type.
+  uint16_t flags = 0;
+  uint32_t expiry_s = 0;
+  uint64_t in_reply_to = 0;
+  uint64_t ts_ms = 0; ///< Server time.
+  message_status status = message_status::outbox;
+  std::string payload;
+};
+
+/// Where a message came from (Mesibo's origins).
+enum class message_origin : uint8_t {
+  realtime = 0, ///< Arrived now.
+  database = 1, ///< Read from the local database.
+};
+
+/// Callbacks. Override what you need; each default does nothing.
+class listener {
+ public:
+  virtual ~listener() = default;
+
+  /// The connection status changed. `reason` says why for failures
+  /// (AUTHFAIL: unknown, expired or revoked token, or another app's).
+  virtual void on_connection_status(connection_status, const std::string&) {
+    // nop
+  }
+
+  /// A message arrived (each once, even across reconnects).
+  virtual void on_message(const message&, message_origin) {
+    // nop
+  }
+
+  /// The status of an outgoing message changed. `reason` explains
+  /// failures.
+  virtual void on_message_status(const message&, const std::string&) {
+    // nop
+  }
+};
+
+/// How a runtime is set up.
+struct runtime_options {
+  /// Actor worker threads; 0 = the number of cores, at least 2.
+  uint32_t threads = 0;
+  /// Threads that run listener callbacks (shared by all clients).
+  uint32_t callback_threads = 2;
+};
+
+/// The engine clients run on: one actor system and its I/O, shared by any
+/// number of clients (thousands: parley-sim). Never a thread per client.
+class runtime {
+ public:
+  /// Creates a runtime.
+  static result<std::shared_ptr<runtime>> create(const runtime_options& = {});
+
+  /// A process-wide runtime, created on first use.
+  static std::shared_ptr<runtime> default_runtime();
+
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  struct impl;
+  impl& internals() { return *impl_; }
+
+ private:
+  explicit runtime(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+/// How a client connects.
+struct client_options {
+  std::string app_id; ///< The app the token was issued for.
+  std::string token;  ///< The user's access token.
+  std::string host = "127.0.0.1";
+  uint16_t port = 5290;
+  /// Trust: the server's certificate (or its CA) as PEM, or the SHA-256
+  /// fingerprint of its certificate. Verification is always on.
+  std::string ca_file;
+  std::string fingerprint;
+  /// Directory of the local database; empty keeps everything in a
+  /// temporary database that is deleted when the client goes away.
+  std::string database;
+  /// Device id; empty: made once and kept in the database.
+  std::string device_id;
+  /// Reconnect backoff: first delay and the ceiling (with jitter).
+  std::chrono::milliseconds backoff_min{200};
+  std::chrono::milliseconds backoff_max{30000};
+  /// How long synchronous calls wait for the client's actor.
+  std::chrono::milliseconds call_timeout{10000};
+};
+
+/// Options of one message.
+struct send_options {
+  uint16_t flags = flags::delivery_receipt | flags::read_receipt;
+  uint32_t expiry_s = 7 * 24 * 3600; ///< 0 = real-time only.
+  uint16_t kind = 0;
+  uint64_t in_reply_to = 0;
+};
+
+/// A conversation as the summary shows it.
+struct conversation {
+  std::string peer;
+  uint32_t group_id = 0;
+  message last;
+  uint64_t unread = 0;
+};
+
+class client;
+
+/// Pages through a conversation in the local database.
+class read_session {
+ public:
+  /// The next page of at most `count` messages (newest first unless the
+  /// session was made oldest first); empty at the end.
+  result<std::vector<message>> read(size_t count);
+
+  struct impl;
+  explicit read_session(std::unique_ptr<impl> p);
+  ~read_session();
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+class client {
+ public:
+  /// Creates a client (not started). Opens the database when given.
+  static result<std::unique_ptr<client>>
+  create(const client_options& opts,
+         std::shared_ptr<runtime> rt = runtime::default_runtime());
+
+  /// Stops the client and waits until none of its callbacks runs.
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Adds or removes a listener (no duplicates).
+  void add_listener(std::shared_ptr<listener> l);
+  void remove_listener(const std::shared_ptr<listener>& l);
+
+  /// Connects and logs in; returns at once (watch the connection status).
+  /// Reconnects by itself until stop(), SIGNOUT or AUTHFAIL.
+  status start();
+
+  /// Disconnects; status STOPPED. start() may be called again.
+  void stop();
+
+  /// The current connection status.
+  connection_status connection() const;
+
+  /// The device id in use.
+  const std::string& device_id() const;
+
+  /// Sends a message; returns its id at once (status OUTBOX). It goes out
+  /// when online and survives a restart when there is a database.
+  result<uint64_t> send(const std::string& peer, const std::string& payload,
+                        const send_options& opts = {});
+
+  /// Sends a stored outgoing message again (after a failure).
+  status resend(uint64_t id);
+
+  /// Sends a copy of a stored message to another peer; returns the new id.
+  result<uint64_t> forward(uint64_t id, const std::string& peer);
+
+  /// Deletes a message from the local database.
+  status remove(uint64_t id);
+
+  /// Marks the conversation with `peer` read up to message `up_to` (0:
+  /// all) and sends READ to the peer for the messages that asked for it.
+  status mark_read(const std::string& peer, uint64_t up_to = 0);
+
+  /// One message from the local database.
+  result<message> get(uint64_t id);
+
+  /// A read session over the conversation with `peer`.
+  std::unique_ptr<read_session> read_session_for(const std::string& peer,
+                                                 bool oldest_first = false);
+
+  /// Every conversation: last message and unread count, newest first.
+  result<std::vector<conversation>> summary();
+
+  struct impl;
+
+ private:
+  explicit client(std::shared_ptr<impl> p);
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace parley

@@ -1,0 +1,25 @@
+#pragma once
+
+// Internal: what a parley::runtime holds. For the SDK's own code and tests
+// (parley-sim reads its actor system); not installed.
+
+#include <parley/client.hpp>
+
+#include "actors/client/callback_pool.hpp"
+#include "actors/client/connector.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <memory>
+
+namespace parley {
+
+struct runtime::impl {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<net::callback_pool> callbacks;
+  std::unique_ptr<net::connector> connector;
+};
+
+} // namespace parley
