@@ -300,7 +300,8 @@ TEST_CASE("read sessions page a conversation; the summary counts unread") {
   auto b = f.online(f.opts("bob"), rb);
   for (int i = 0; i < 7; ++i)
     a->send("bob", "a" + std::to_string(i));
-  c->send("bob", "from carol");
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 7; }));
+  c->send("bob", "from carol"); // after alice's: carol's is the latest
   REQUIRE(rb->wait([&] { return rb->messages.size() == 8; }));
   auto rs = b->read_session_for("alice");
   auto p1 = rs->read(3);
