@@ -11,15 +11,22 @@
 // and cert.pem).
 
 #include <parley/admin.hpp>
+#include <parley/client.hpp>
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <condition_variable>
+#include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <mutex>
+#include <pthread.h>
 
 namespace {
 
@@ -30,6 +37,10 @@ struct globals {
   std::string ca_file;
   std::string fingerprint;
   unsigned timeout_s = 10;
+  // user commands
+  std::string app;
+  std::string token;
+  std::string database;
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -98,6 +109,152 @@ int print_token(const parley::result<parley::access_token>& t) {
             << "\ntoken    " << t->token << "\nexpires  "
             << iso_time(t->expires_at_ms) << '\n';
   return 0;
+}
+
+/// Prints what a client reports, and lets the command wait for a state.
+class printer : public parley::listener {
+ public:
+  explicit printer(bool verbose) : verbose_(verbose) {
+    // nop
+  }
+
+  void on_connection_status(parley::connection_status s,
+                            const std::string& reason) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    status_ = s;
+    reason_ = reason;
+    if (verbose_)
+      std::cerr << "[" << parley::to_string(s) << "]"
+                << (reason.empty() ? "" : " " + reason) << std::endl;
+    cv_.notify_all();
+  }
+
+  void on_message(const parley::message& m, parley::message_origin) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    if (m.outgoing)
+      std::cout << "-> " << m.peer << ": " << m.payload << std::endl;
+    else
+      std::cout << m.sender << ": " << m.payload << std::endl;
+  }
+
+  void on_message_status(const parley::message& m,
+                         const std::string& reason) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    last_[m.id] = m.status;
+    if (verbose_)
+      std::cerr << "[message " << m.id << " to " << m.peer << ": "
+                << parley::to_string(m.status) << "]"
+                << (reason.empty() ? "" : " " + reason) << std::endl;
+    if (parley::is_failure(m.status))
+      failure_[m.id] = reason;
+    cv_.notify_all();
+  }
+
+  /// Waits until online, or a final failure; returns the status reached.
+  parley::connection_status wait_online(std::chrono::seconds within) {
+    using cs = parley::connection_status;
+    std::unique_lock<std::mutex> g{mtx_};
+    cv_.wait_for(g, within, [&] {
+      return status_ == cs::online || status_ == cs::authfail ||
+             status_ == cs::signout || status_ == cs::connect_failure;
+    });
+    return status_;
+  }
+
+  /// Waits until message `id` is SENT (or failed).
+  parley::message_status wait_sent(uint64_t id, std::chrono::seconds within) {
+    std::unique_lock<std::mutex> g{mtx_};
+    cv_.wait_for(g, within, [&] {
+      auto i = last_.find(id);
+      return i != last_.end() && i->second != parley::message_status::outbox;
+    });
+    auto i = last_.find(id);
+    return i == last_.end() ? parley::message_status::outbox : i->second;
+  }
+
+  std::string reason() {
+    std::lock_guard<std::mutex> g{mtx_};
+    return reason_;
+  }
+
+  std::string failure(uint64_t id) {
+    std::lock_guard<std::mutex> g{mtx_};
+    return failure_[id];
+  }
+
+ private:
+  bool verbose_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  parley::connection_status status_ = parley::connection_status::unknown;
+  std::string reason_;
+  std::map<uint64_t, parley::message_status> last_;
+  std::map<uint64_t, std::string> failure_;
+};
+
+/// Client options from flags, environment and the local data directory.
+parley::result<parley::client_options> client_opts(const globals& g) {
+  parley::client_options o;
+  auto server =
+    g.server.empty() ? env_or("PARLEY_SERVER", "127.0.0.1:5290") : g.server;
+  auto colon = server.rfind(':');
+  if (colon == std::string::npos)
+    return parley::status{parley::status_code::invalid_argument,
+                          "--server wants HOST:PORT, got '" + server + "'"};
+  o.host = server.substr(0, colon);
+  o.port = static_cast<uint16_t>(std::atoi(server.c_str() + colon + 1));
+  o.app_id = g.app.empty() ? env_or("PARLEY_APP", "") : g.app;
+  o.token = g.token.empty() ? env_or("PARLEY_TOKEN", "") : g.token;
+  o.database = g.database;
+  o.fingerprint =
+    g.fingerprint.empty() ? env_or("PARLEY_FINGERPRINT", "") : g.fingerprint;
+  o.ca_file = g.ca_file.empty() ? env_or("PARLEY_CA", "") : g.ca_file;
+  if (o.ca_file.empty() && o.fingerprint.empty()) {
+    auto cert = std::filesystem::path{g.data_dir} / "cert.pem";
+    if (std::filesystem::exists(cert))
+      o.ca_file = cert.string();
+  }
+  if (o.app_id.empty() || o.token.empty())
+    return parley::status{parley::status_code::invalid_argument,
+                          "pass --app and --token (or set PARLEY_APP and "
+                          "PARLEY_TOKEN): the token comes from 'parley admin "
+                          "user add APP USER'"};
+  return o;
+}
+
+/// Blocks SIGINT/SIGTERM in every thread started from here on.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+/// Creates, starts and waits until online; prints why not and returns null.
+std::unique_ptr<parley::client> go_online(const globals& g,
+                                          std::shared_ptr<printer> out) {
+  auto o = client_opts(g);
+  if (!o) {
+    fail(o.error());
+    return nullptr;
+  }
+  auto c = parley::client::create(*o);
+  if (!c) {
+    fail(c.error());
+    return nullptr;
+  }
+  (*c)->add_listener(out);
+  (*c)->start();
+  auto s = out->wait_online(std::chrono::seconds(g.timeout_s));
+  if (s != parley::connection_status::online) {
+    std::cerr << "parley: " << parley::to_string(s) << ": "
+              << (out->reason().empty() ? "no answer in time" : out->reason())
+              << '\n';
+    return nullptr;
+  }
+  return std::move(*c);
 }
 
 } // namespace
@@ -257,7 +414,116 @@ int main(int argc, char** argv) {
     };
   });
 
+  // -- user commands
+  // ------------------------------------------------------------
+  std::function<int()> user_action;
+  std::string peer;
+  std::vector<std::string> words;
+  size_t count = 20;
+  auto add_user_opts = [&](CLI::App* sub) {
+    sub->add_option("--app", g.app, "app id (env PARLEY_APP)");
+    sub->add_option("--token", g.token, "access token (env PARLEY_TOKEN)");
+    sub->add_option("--db", g.database,
+                    "local database directory (history needs one)");
+  };
+  auto* send_cmd =
+    app.add_subcommand("send", "send one message, wait for SENT");
+  add_user_opts(send_cmd);
+  send_cmd->add_option("PEER", peer, "receiver address")->required();
+  send_cmd->add_option("TEXT", words, "the message")->required();
+  send_cmd->callback([&] {
+    user_action = [&] {
+      block_stop_signals();
+      auto out = std::make_shared<printer>(false);
+      auto c = go_online(g, out);
+      if (!c)
+        return 1;
+      std::string text;
+      for (auto& w : words)
+        text += (text.empty() ? "" : " ") + w;
+      auto id = c->send(peer, text);
+      if (!id)
+        return fail(id.error());
+      auto st = out->wait_sent(*id, std::chrono::seconds(g.timeout_s));
+      if (parley::is_failure(st) || st == parley::message_status::outbox) {
+        std::cerr << "parley: message " << *id << ": " << parley::to_string(st)
+                  << " " << out->failure(*id) << '\n';
+        return 1;
+      }
+      std::cout << "sent " << *id << '\n';
+      return 0;
+    };
+  });
+  auto* listen_cmd = app.add_subcommand(
+    "listen", "print messages and status changes until Ctrl-C");
+  add_user_opts(listen_cmd);
+  listen_cmd->callback([&] {
+    user_action = [&] {
+      auto stop = block_stop_signals();
+      auto out = std::make_shared<printer>(true);
+      auto c = go_online(g, out);
+      if (!c)
+        return 1;
+      int sig = 0;
+      sigwait(&stop, &sig);
+      return 0;
+    };
+  });
+  auto* chat_cmd = app.add_subcommand(
+    "chat", "talk with PEER: lines from stdin are sent, messages printed");
+  add_user_opts(chat_cmd);
+  chat_cmd->add_option("PEER", peer, "the other user")->required();
+  chat_cmd->callback([&] {
+    user_action = [&] {
+      block_stop_signals();
+      auto out = std::make_shared<printer>(true);
+      auto c = go_online(g, out);
+      if (!c)
+        return 1;
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        if (line.empty())
+          continue;
+        if (auto id = c->send(peer, line); !id)
+          fail(id.error());
+      }
+      return 0;
+    };
+  });
+  auto* history_cmd = app.add_subcommand(
+    "history", "print the conversation with PEER from the local database");
+  add_user_opts(history_cmd);
+  history_cmd->add_option("PEER", peer, "the other user")->required();
+  history_cmd->add_option("--count", count, "how many messages")
+    ->capture_default_str();
+  history_cmd->callback([&] {
+    user_action = [&] {
+      if (g.database.empty()) {
+        std::cerr << "parley: history reads the local database: pass --db "
+                     "DIR (the one 'listen' or 'chat' used)\n";
+        return 1;
+      }
+      auto o = client_opts(g);
+      if (!o)
+        return fail(o.error());
+      auto c = parley::client::create(*o);
+      if (!c)
+        return fail(c.error());
+      // The newest `count`, printed oldest first like a chat window.
+      auto page = (*c)->read_session_for(peer)->read(count);
+      if (!page)
+        return fail(page.error());
+      std::reverse(page->begin(), page->end());
+      for (auto& m : *page)
+        std::cout << (m.outgoing ? "-> " + m.peer : m.sender) << ": "
+                  << m.payload << "  [" << parley::to_string(m.status) << "]\n";
+      return 0;
+    };
+  });
+
   CLI11_PARSE(app, argc, argv);
+  if (user_action)
+    return user_action();
   auto opts = resolve(g);
   if (!opts)
     return fail(opts.error());

@@ -200,3 +200,28 @@ TEST_CASE("parley admin manages apps, users and tokens, with clear errors") {
   CHECK(rc == 1);
   CHECK(out.find("not trusted") != std::string::npos);
 }
+
+TEST_CASE("parley send and history, with clear errors") {
+  temp_dir dir;
+  parleyd_process p{dir.path(), 0};
+  auto base = "--server 127.0.0.1:" + std::to_string(p.port()) +
+              " --data-dir " + dir.path() + " ";
+  auto alice = " --app demo --token " + p.token("alice") + " --db " +
+               dir.path() + "/alice-db ";
+  auto [rc, out] = run_cli(base + "send" + alice + "bob hello there");
+  CHECK(rc == 0);
+  CHECK(out.find("sent ") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "history" + alice + "bob");
+  CHECK(rc == 0);
+  CHECK(out.find("-> bob: hello there") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "send --app demo --token pt_bogus bob x");
+  CHECK(rc == 1);
+  CHECK(out.find("authfail") != std::string::npos);
+  CHECK(out.find("not known") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "send" + alice + "nobody x");
+  CHECK(rc == 1);
+  CHECK(out.find("invalid_dest") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "history" + " --app demo --token x bob");
+  CHECK(rc == 1);
+  CHECK(out.find("--db") != std::string::npos);
+}
