@@ -92,7 +92,7 @@ runtime::runtime(std::unique_ptr<impl> p) : impl_(std::move(p)) {
 runtime::~runtime() {
   // Order: no new connects, then the actors (their system), then callbacks.
   impl_->connector.reset();
-  impl_->sys.reset();
+  impl_->owned.reset(); // waits for our actors (a host's system: its own)
   impl_->callbacks.reset();
 }
 
@@ -104,7 +104,21 @@ result<std::shared_ptr<runtime>> runtime::create(const runtime_options& o) {
   p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
   p->cfg.set("logger.verbosity", caf::atom("quiet"));
   p->cfg.load<caf::io::middleman>();
-  p->sys = std::make_unique<caf::actor_system>(p->cfg);
+  p->owned = std::make_unique<caf::actor_system>(p->cfg);
+  p->sys = p->owned.get();
+  p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
+  p->connector = std::make_unique<net::connector>();
+  return std::shared_ptr<runtime>(new runtime(std::move(p)));
+}
+
+result<std::shared_ptr<runtime>> interop_runtime(caf::actor_system& sys,
+                                                 const runtime_options& o) {
+  if (!sys.has_middleman())
+    return status{status_code::failed_precondition,
+                  "the host's actor system has no middleman: call "
+                  "parley::interop::prepare(cfg) before creating it"};
+  auto p = std::make_unique<runtime::impl>();
+  p->sys = &sys;
   p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
   p->connector = std::make_unique<net::connector>();
   return std::shared_ptr<runtime>(new runtime(std::move(p)));

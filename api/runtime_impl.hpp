@@ -17,7 +17,8 @@ namespace parley {
 
 struct runtime::impl {
   caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<caf::actor_system> owned; ///< Ours, or null when hosted.
+  caf::actor_system* sys = nullptr;         ///< The system in use.
   std::unique_ptr<net::callback_pool> callbacks;
   std::unique_ptr<net::connector> connector;
 };

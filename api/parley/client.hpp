@@ -35,7 +35,18 @@
 #include <string>
 #include <vector>
 
+namespace caf {
+class actor_system; // only named: see <parley/interop.hpp>
+} // namespace caf
+
 namespace parley {
+
+struct runtime_options;
+class runtime;
+
+/// A runtime on a host's actor system (see <parley/interop.hpp>).
+result<std::shared_ptr<runtime>> interop_runtime(caf::actor_system& sys,
+                                                 const runtime_options& opts);
 
 /// Connection status (Mesibo's numbers).
 enum class connection_status : uint8_t {
@@ -157,6 +168,9 @@ class runtime {
   impl& internals() { return *impl_; }
 
  private:
+  friend result<std::shared_ptr<runtime>>
+  interop_runtime(caf::actor_system&, const runtime_options&);
+
   explicit runtime(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };

@@ -63,6 +63,15 @@ class recorder : public listener {
     });
   }
 
+  /// The reason given with the first report of status `s`.
+  std::string reason_of(connection_status s) {
+    std::lock_guard<std::mutex> g{mtx_};
+    for (size_t i = 0; i < statuses.size(); ++i)
+      if (statuses[i] == s)
+        return reasons[i];
+    return {};
+  }
+
   /// Statuses that message `id` went through, in order.
   std::vector<message_status> history(uint64_t id) {
     std::lock_guard<std::mutex> g{mtx_};
@@ -278,7 +287,8 @@ TEST_CASE("SIGNOUT and AUTHFAIL stop reconnecting") {
     auto c = f.make(o, r);
     REQUIRE(c->start().ok());
     REQUIRE(r->saw_status(connection_status::authfail));
-    CHECK(r->reasons.back().find("not known") != std::string::npos);
+    CHECK(r->reason_of(connection_status::authfail).find("not known") !=
+          std::string::npos);
     // A round trip on another client shows time passed; no reconnect.
     auto ra = std::make_shared<recorder>();
     auto a = f.online(f.opts("alice"), ra);
@@ -380,4 +390,37 @@ TEST_CASE("1,000 clients on one runtime, without a thread per client") {
   CHECK(threads > 0);
   CHECK(threads < 64);
   MESSAGE("threads in the process with 1000 clients + server: " << threads);
+}
+
+TEST_CASE("an untrusted certificate and an unreachable server say why") {
+  fixture f;
+  SUBCASE("untrusted certificate") {
+    auto o = f.opts("alice");
+    o.ca_file.clear();
+    o.fingerprint = std::string(64, 'A'); // not the server's
+    auto r = std::make_shared<recorder>();
+    auto c = f.make(o, r);
+    REQUIRE(c->start().ok());
+    REQUIRE(r->saw_status(connection_status::connect_failure));
+    CHECK(
+      r->reason_of(connection_status::connect_failure).find("fingerprint") !=
+      std::string::npos);
+  }
+  SUBCASE("nobody listening") {
+    auto o = f.opts("alice");
+    f.srv.reset();
+    auto r = std::make_shared<recorder>();
+    auto c = f.make(o, r);
+    REQUIRE(c->start().ok());
+    REQUIRE(r->saw_status(connection_status::connect_failure));
+    CHECK(r->reason_of(connection_status::connect_failure)
+            .find("is parleyd running") != std::string::npos);
+    // It keeps trying, with backoff, until stopped.
+    REQUIRE(r->wait([&] {
+      return std::count(r->statuses.begin(), r->statuses.end(),
+                        connection_status::connecting) >= 2;
+    }));
+    c->stop();
+    CHECK(c->connection() == connection_status::stopped);
+  }
 }
