@@ -2,10 +2,10 @@
 // start; then the functional interface (send, read) and the callbacks.
 // Self-contained: it starts its own server on a free port (in a real app the
 // server is parleyd and the token comes from your backend).
-#include <parley/client.hpp>
-#include <parley/server.hpp>
 #include <future>
 #include <iostream>
+#include <parley/client.hpp>
+#include <parley/server.hpp>
 
 struct app_listener : parley::listener {
   std::promise<void> sent; // set when the first message is durable
@@ -34,25 +34,25 @@ int main(int argc, char** argv) {
   if (!srv)
     return std::cerr << srv.error().to_string() << '\n', 1;
   (*srv)->app_add("demo");
-  parley::client_options opts;                      // 1. credentials
+  parley::client_options opts; // 1. credentials
   opts.app_id = "demo";
   opts.token = (*srv)->user_add("demo", "alice")->token;
   opts.port = (*srv)->port();
   opts.ca_file = (*srv)->cert_file();
-  opts.database = so.data_dir + "/alice-db";        // 3. database (optional)
+  opts.database = so.data_dir + "/alice-db"; // 3. database (optional)
   auto alice = parley::client::create(opts);
   if (!alice)
     return std::cerr << alice.error().to_string() << '\n', 1;
   auto events = std::make_shared<app_listener>();
-  (*alice)->add_listener(events);                   // 2. listeners
-  (*alice)->start();                                // 4. start
+  (*alice)->add_listener(events); // 2. listeners
+  (*alice)->start();              // 4. start
   auto done = events->sent.get_future();
-  auto id = (*alice)->send("alice", "hello, me");   // a note to self
+  auto id = (*alice)->send("alice", "hello, me"); // a note to self
   if (!id)
     return std::cerr << id.error().to_string() << '\n', 1;
   if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
     return std::cerr << "the message was not sent\n", 1;
-  auto conversations = (*alice)->summary();        // the local database
+  auto conversations = (*alice)->summary(); // the local database
   for (auto& c : *conversations)
     std::cout << c.peer << ": " << c.unread << " unread\n";
   return 0;

@@ -77,7 +77,7 @@ struct log_record {
   uint64_t other_uid = 0;    ///< Sender (incoming) or receiver (outgoing).
   std::string origin_device; ///< Outgoing: the device that sent it.
   codec::frame_type type = codec::frame_type::message;
-  std::string frame; ///< Encoded frame, header included.
+  std::string frame;    ///< Encoded frame, header included.
   bool expired = false; ///< EXPIRED was sent for it (see read_log).
 };
 

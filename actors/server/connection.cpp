@@ -1,8 +1,8 @@
 #include "actors/server/connection.hpp"
 
+#include "actors/common/byte_pump.hpp"
 #include "actors/server/context.hpp"
 #include "actors/server/session.hpp"
-#include "actors/common/byte_pump.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>

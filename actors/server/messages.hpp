@@ -3,7 +3,8 @@
 // Atoms and message types exchanged by the server's actors. Everything that
 // crosses an actor boundary is a plain struct with an inspect() overload, so
 // a forgotten registration shows up in the round-trip test
-// (tests/actors/messages_test.cpp, built into e2e_tests), not across a network link later.
+// (tests/actors/messages_test.cpp, built into e2e_tests), not across a network
+// link later.
 
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>

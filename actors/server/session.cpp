@@ -174,9 +174,9 @@ void pump(session_ptr self) {
     size_t n = std::min<uint64_t>(st.window - in_flight, 256);
     st.records.clear();
     uint64_t delivered_upto = 0;
-    if (auto s = st.ctx->store->read_log(st.uid, st.sent_upto, n, 256 * 1024,
-                                         st.records, &delivered_upto,
-                                         st.ctx->now());
+    if (auto s =
+          st.ctx->store->read_log(st.uid, st.sent_upto, n, 256 * 1024,
+                                  st.records, &delivered_upto, st.ctx->now());
         !s) {
       st.ctx->log->error("session {}: reading the log of uid {}: {}",
                          st.peer_addr, st.uid, s.to_string());
@@ -586,8 +586,8 @@ void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
          version < codec::min_protocol_version)) {
       login_failed(self, codec::login_failure_reason::unsupported_version,
                    "this server speaks protocol version " +
-                     std::to_string(codec::protocol_version) +
-                     ", the client " + std::to_string(version) +
+                     std::to_string(codec::protocol_version) + ", the client " +
+                     std::to_string(version) +
                      ": update the client or the server");
       return;
     }

@@ -13,7 +13,7 @@ using namespace parley::srv;
 
 namespace {
 
-template <class T>
+template<class T>
 T round_trip(caf::actor_system& sys, T x) {
   std::vector<char> buf;
   caf::binary_serializer sink{sys, buf};
