@@ -424,3 +424,36 @@ TEST_CASE("an untrusted certificate and an unreachable server say why") {
     CHECK(c->connection() == connection_status::stopped);
   }
 }
+
+TEST_CASE("resend, forward and remove") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto rc = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  auto b = f.online(f.opts("bob"), rb);
+  auto c = f.online(f.opts("carol"), rc);
+  auto id = a->send("bob", "original");
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 1; }));
+  // A resend of the same message is deduplicated by the server.
+  REQUIRE(a->resend(*id).ok());
+  auto marker = a->send("bob", "marker");
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 2; }));
+  CHECK(rb->messages[1].payload == "marker");
+  CHECK(a->resend(424242).code() == status_code::not_found);
+  // Bob forwards what he got to carol: a new message, from bob.
+  auto fwd = b->forward(rb->messages[0].id, "carol");
+  REQUIRE(fwd.ok());
+  REQUIRE(rc->wait([&] { return rc->messages.size() == 1; }));
+  CHECK(rc->messages[0].payload == "original");
+  CHECK(rc->messages[0].sender == "bob");
+  // Removing deletes locally only.
+  REQUIRE(b->remove(rb->messages[0].id).ok());
+  CHECK(b->get(rb->messages[0].id).error().code() == status_code::not_found);
+  auto rs = b->read_session_for("alice");
+  auto page = rs->read(10);
+  REQUIRE(page.ok());
+  REQUIRE(page->size() == 1);
+  CHECK((*page)[0].payload == "marker");
+  (void)marker;
+}
