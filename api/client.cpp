@@ -7,6 +7,7 @@
 #include "actors/client/connector.hpp"
 #include "actors/tls/tls.hpp"
 #include "api/runtime_impl.hpp"
+#include "codec/protocol.hpp"
 #include "store/client_store.hpp"
 
 #include <caf/all.hpp>
@@ -51,35 +52,12 @@ const char* to_string(connection_status s) noexcept {
 }
 
 const char* to_string(message_status s) noexcept {
-  switch (s) {
-  case message_status::outbox:
-    return "outbox";
-  case message_status::sent:
-    return "sent";
-  case message_status::delivered:
-    return "delivered";
-  case message_status::read:
-    return "read";
-  case message_status::received_new:
-    return "received_new";
-  case message_status::received_read:
-    return "received_read";
-  case message_status::fail:
-    return "fail";
-  case message_status::user_offline:
-    return "user_offline";
-  case message_status::inbox_full:
-    return "inbox_full";
-  case message_status::invalid_dest:
-    return "invalid_dest";
-  case message_status::expired:
-    return "expired";
-  case message_status::rejected:
-    return "rejected";
-  case message_status::not_member:
-    return "not_member";
-  }
-  return "unknown";
+  // The public numbers are the protocol's (a subset): one table of names.
+  static_assert(static_cast<int>(message_status::read) ==
+                static_cast<int>(codec::message_status::read));
+  static_assert(static_cast<int>(message_status::not_member) ==
+                static_cast<int>(codec::message_status::not_member));
+  return codec::to_string(static_cast<codec::message_status>(s)).data();
 }
 
 // -- runtime

@@ -472,20 +472,16 @@ client_store::open(const std::string& dir, const env_options& opts) {
     return e.error();
   p->e = std::move(*e);
   auto st = p->e->write([&](txn& t) -> status {
-    struct table {
-      dbi* handle;
-      const char* name;
-    };
-    table tables[] = {{&p->meta, "meta"},     {&p->messages, "messages"},
-                      {&p->conv, "conv"},     {&p->convs, "convs"},
-                      {&p->by_seq, "by_seq"}, {&p->by_mid, "by_mid"},
-                      {&p->outbox, "outbox"}, {&p->kv, "kv"}};
-    for (auto& tb : tables) {
-      auto d = t.open_dbi(tb.name);
-      if (!d)
-        return d.error();
-      *tb.handle = *d;
-    }
+    if (auto s = open_tables(t, {{&p->meta, "meta"},
+                                 {&p->messages, "messages"},
+                                 {&p->conv, "conv"},
+                                 {&p->convs, "convs"},
+                                 {&p->by_seq, "by_seq"},
+                                 {&p->by_mid, "by_mid"},
+                                 {&p->outbox, "outbox"},
+                                 {&p->kv, "kv"}});
+        !s)
+      return s;
     return check_format(t, p->meta, "format", client_format_version);
   });
   if (!st)

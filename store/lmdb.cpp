@@ -813,4 +813,14 @@ status set_format(txn& t, dbi meta, std::string_view name, uint32_t version) {
   return t.put(meta, name, std::string_view{buf, 4});
 }
 
+status open_tables(txn& t, std::initializer_list<table_ref> tables) {
+  for (auto& tb : tables) {
+    auto d = t.open_dbi(tb.name);
+    if (!d)
+      return d.error();
+    *tb.handle = *d;
+  }
+  return {};
+}
+
 } // namespace parley::store

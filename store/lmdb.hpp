@@ -54,6 +54,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -457,6 +458,16 @@ class env {
   mutable std::mutex names_mu_;
   std::vector<std::string> names_; // dbi id -> name, for error messages.
 };
+
+/// A named database and where its handle goes (see open_tables).
+struct table_ref {
+  dbi* handle;
+  const char* name;
+};
+
+/// Opens (creating them if needed) every named database of `tables` in the
+/// write txn `t` and stores their handles. Errors as for txn::open_dbi.
+status open_tables(txn& t, std::initializer_list<table_ref> tables);
 
 /// Checks the on-disk format version of a data directory, stored big-endian
 /// in `meta` under `name`. When absent, stores `current` (REQUIRES: a write

@@ -882,24 +882,21 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
     return e.error();
   p->e = std::move(*e);
   auto st = p->e->write([&](txn& t) -> status {
-    struct table {
-      dbi* handle;
-      const char* name;
-    };
-    table tables[] = {
-      {&p->meta, "meta"},        {&p->apps, "apps"},
-      {&p->users, "users"},      {&p->uids, "uids"},
-      {&p->tokens, "tokens"},    {&p->user_tokens, "user_tokens"},
-      {&p->log, "log"},          {&p->state, "state"},
-      {&p->cursors, "cursors"},  {&p->dedup, "dedup"},
-      {&p->reads, "reads"},      {&p->expired, "expired"},
-      {&p->expiries, "expiries"}};
-    for (auto& tb : tables) {
-      auto d = t.open_dbi(tb.name);
-      if (!d)
-        return d.error();
-      *tb.handle = *d;
-    }
+    if (auto s = open_tables(t, {{&p->meta, "meta"},
+                                 {&p->apps, "apps"},
+                                 {&p->users, "users"},
+                                 {&p->uids, "uids"},
+                                 {&p->tokens, "tokens"},
+                                 {&p->user_tokens, "user_tokens"},
+                                 {&p->log, "log"},
+                                 {&p->state, "state"},
+                                 {&p->cursors, "cursors"},
+                                 {&p->dedup, "dedup"},
+                                 {&p->reads, "reads"},
+                                 {&p->expired, "expired"},
+                                 {&p->expiries, "expiries"}});
+        !s)
+      return s;
     return check_format(t, p->meta, "format", server_format_version);
   });
   if (!st)
