@@ -208,7 +208,9 @@ void apply_status(client_ptr self, uint64_t mid, uint8_t value, uint64_t seq,
   st.ctx->emit([pub, text](listener& l) { l.on_message_status(pub, text); });
 }
 
-void on_message(client_ptr self, codec::message& m) {
+/// Stores an incoming record; false when the database refused it (then it
+/// must not be acknowledged: the server sends it again after a reconnect).
+bool on_message(client_ptr self, codec::message& m) {
   auto& st = self->state;
   store::client_message cm;
   cm.mid = m.mid;
@@ -226,11 +228,14 @@ void on_message(client_ptr self, codec::message& m) {
                 : static_cast<uint8_t>(codec::message_status::received_new);
   cm.payload = std::move(m.payload);
   auto fresh = st.ctx->db->add_incoming(cm);
-  if (fresh.ok() && *fresh) {
+  if (!fresh.ok())
+    return false;
+  if (*fresh) {
     auto pub = to_public(cm);
     st.ctx->emit(
       [pub](listener& l) { l.on_message(pub, message_origin::realtime); });
   }
+  return true;
 }
 
 void on_frame(client_ptr self) {
@@ -250,7 +255,13 @@ void on_frame(client_ptr self) {
              f.text, !transient);
       } else if constexpr (std::is_same_v<T, codec::message>) {
         auto seq = f.seq;
-        on_message(self, f);
+        if (!on_message(self, f)) {
+          lost(self, connection_status::offline,
+               "the local database refused a message; reconnecting to "
+               "receive it again",
+               false);
+          return;
+        }
         st.stored_seq = std::max(st.stored_seq, seq);
       } else if constexpr (std::is_same_v<T, codec::status_update>) {
         apply_status(self, f.mid, static_cast<uint8_t>(f.value), f.seq, f.ts_ms,
