@@ -73,9 +73,10 @@ struct fixture {
   }
 
   std::unique_ptr<test_client> login(const std::string& token,
-                                     const std::string& device) {
+                                     const std::string& device,
+                                     uint32_t window = 0) {
     auto c = client();
-    c->login("demo", token, device);
+    c->login("demo", token, device, window);
     return c;
   }
 };
@@ -588,4 +589,28 @@ TEST_CASE("a silent connection is closed after the idle timeout") {
   auto bye = a->expect<codec::goodbye>(std::chrono::seconds(10));
   CHECK(bye.reason == codec::goodbye_reason::idle);
   CHECK(a->wait_closed());
+}
+
+TEST_CASE("a receiver that stops reading does not hold up the sender, and "
+          "gets everything when it resumes") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto b = f.login(f.bob_token, "b1", 64); // a window of 64 records
+  const std::string big(4096, 'z');
+  constexpr uint64_t n = 1000; // ~4 MiB: more than any buffer
+  for (uint64_t i = 1; i <= n; ++i)
+    a->send(text(i, "bob", big + std::to_string(i), 0));
+  // Bob reads nothing meanwhile; alice gets every answer.
+  for (uint64_t i = 1; i <= n; ++i)
+    CHECK(answer(*a, i).value == message_status::sent);
+  // Bob resumes: everything, in order, acked as it goes.
+  for (uint64_t i = 1; i <= n; ++i) {
+    auto m = b->expect<codec::message>();
+    REQUIRE(m.seq == i);
+    CHECK(m.payload == big + std::to_string(i));
+    if (i % 32 == 0 || i == n)
+      b->send(codec::ack{m.seq});
+  }
+  b->barrier();
+  CHECK(b->queued() == 0);
 }
