@@ -225,3 +225,31 @@ TEST_CASE("parley send and history, with clear errors") {
   CHECK(rc == 1);
   CHECK(out.find("--db") != std::string::npos);
 }
+
+TEST_CASE(
+  "a real TLS client sees TLS 1.3 only, with the server's certificate") {
+  temp_dir dir;
+  parleyd_process p{dir.path(), 0};
+  auto target = " -connect 127.0.0.1:" + std::to_string(p.port()) +
+                " -CAfile " + dir.path() + "/cert.pem -verify_return_error";
+  auto run = [](const std::string& args) {
+    std::string cmd = "openssl s_client" + args + " </dev/null 2>&1";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    std::string out;
+    char buf[512];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0)
+      out.append(buf, n);
+    int st = ::pclose(f);
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+  };
+  auto [rc, out] = run(target + " -tls1_3");
+  CHECK(rc == 0);
+  CHECK(out.find("TLSv1.3") != std::string::npos);
+  CHECK(out.find("Verify return code: 0 (ok)") != std::string::npos);
+  std::tie(rc, out) = run(target + " -tls1_2");
+  CHECK(rc != 0); // TLS 1.2 only with parleyd --tls12
+  CHECK(out.find("alert protocol version") != std::string::npos);
+  CHECK(out.find("Cipher is (NONE)") != std::string::npos);
+}
