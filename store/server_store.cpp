@@ -24,7 +24,7 @@ namespace parley::store {
 //   user_tokens uid, sha256(token) -> ""
 //   log         uid, seq -> record (see encode_record)
 //   state       uid -> u64 head, u64 delivered_upto
-//   cursors     uid, device -> u64 acked seq
+//   cursors     uid, device -> u64 acked seq, u64 last ack (server ms)
 //   dedup       uid, u8 device length, device, mid -> dedup_entry
 //   reads       uid, peer uid -> u64 seq read up to
 //   expired     uid, seq -> ""  (EXPIRED already sent for that record)
@@ -551,6 +551,7 @@ struct server_store::impl {
       return {};
     std::string v;
     put_le64(v, seq);
+    put_le64(v, op.now_ms); // a device silent past the retention is forgotten
     if (auto s = t.put(cursors, ck.view(), v); !s)
       return s;
     if (seq <= st.delivered_upto)
@@ -700,22 +701,36 @@ struct server_store::impl {
   }
 
   /// Lowest cursor over the user's devices; nullopt when it has none.
-  result<std::optional<uint64_t>> min_cursor(txn& t, uint64_t uid) {
-    auto c = t.open_cursor(cursors);
-    if (!c)
-      return c.error();
-    auto prefix = be64(uid);
-    if (auto s = c->seek(prefix); !s)
-      return s;
+  /// Devices whose last ack is older than `forget_before` are forgotten
+  /// (their cursors deleted): a device gone for longer than the retention
+  /// must not keep its user's log forever. If it comes back, it starts as a
+  /// new device.
+  result<std::optional<uint64_t>> min_cursor(txn& t, uint64_t uid,
+                                             uint64_t forget_before) {
     std::optional<uint64_t> low;
-    while (c->valid() && c->key().substr(0, 8) == prefix) {
-      if (c->value().size() >= 8) {
-        auto seq = get_le64(c->value().data());
-        low = low ? std::min(*low, seq) : seq;
-      }
-      if (auto s = c->next(); !s)
+    std::vector<std::string> stale;
+    {
+      auto c = t.open_cursor(cursors);
+      if (!c)
+        return c.error();
+      auto prefix = be64(uid);
+      if (auto s = c->seek(prefix); !s)
         return s;
+      while (c->valid() && c->key().substr(0, 8) == prefix) {
+        auto v = c->value();
+        if (v.size() >= 16 && get_le64(v.data() + 8) < forget_before) {
+          stale.emplace_back(c->key());
+        } else if (v.size() >= 8) {
+          auto seq = get_le64(v.data());
+          low = low ? std::min(*low, seq) : seq;
+        }
+        if (auto s = c->next(); !s)
+          return s;
+      }
     }
+    for (auto& key : stale)
+      if (auto s = t.del(cursors, key); !s)
+        return s;
     return low;
   }
 
@@ -747,7 +762,7 @@ struct server_store::impl {
       if (deleted >= op.budget)
         break;
       ++visited;
-      auto low = min_cursor(t, uid);
+      auto low = min_cursor(t, uid, cutoff);
       if (!low)
         return low.error();
       uint64_t acked = low->value_or(0);

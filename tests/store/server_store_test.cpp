@@ -353,3 +353,24 @@ TEST_CASE("the map grows under a batch of appends") {
   CHECK(db.head(db.uid_of("demo", "b")) == 500);
   CHECK(db.environment().map_size() > 256 * 1024);
 }
+
+TEST_CASE("trim forgets a device silent for longer than the retention") {
+  fixture f;
+  uint64_t day = 24ull * 3600 * 1000;
+  uint64_t retention = uint64_t{f.opts.retention_s} * 1000;
+  // Receipts never expire: only acks let them go.
+  f.send(1, "bob", "m", t0);
+  f.apply({ack_op{f.bob.uid, "b1", 1, t0}}); // DELIVERED into alice's log
+  f.apply({ack_op{f.alice.uid, "old-phone", 0, t0}});
+  f.apply({ack_op{f.alice.uid, "laptop", 2, t0 + retention + 2 * day}});
+  uint64_t later = t0 + retention + 3 * day;
+  // The laptop acked everything; the old phone (cursor 0) stopped acking
+  // more than a retention ago: it no longer holds the log.
+  f.apply({trim_op{later, 10000}});
+  CHECK(f.db->log_size(f.alice.uid) == 0);
+  bool known = true;
+  f.db->cursor(f.alice.uid, "old-phone", &known);
+  CHECK(!known); // it would come back as a new device
+  CHECK(f.db->cursor(f.alice.uid, "laptop", &known) == 2);
+  CHECK(known);
+}
