@@ -256,7 +256,10 @@ result<uint64_t> client::send(const std::string& peer,
 
 status client::resend(uint64_t id) {
   auto r = impl_->call(cli::resend_atom::value, id);
-  return r.error.empty() ? status{} : status{status_code::not_found, r.error};
+  if (r.error.empty())
+    return {};
+  return status{r.code == status_code::ok ? status_code::internal : r.code,
+                r.error};
 }
 
 result<uint64_t> client::forward(uint64_t id, const std::string& peer) {

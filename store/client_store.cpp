@@ -596,6 +596,32 @@ result<std::vector<client_message>> client_store::outbox() {
   return out;
 }
 
+result<client_message> client_store::requeue(uint64_t mid) {
+  client_message out;
+  auto st = impl_->e->write([&](txn& t) -> parley::status {
+    auto m = impl_->load(t, mid);
+    if (!m)
+      return m.error();
+    if (!*m || !(*m)->outgoing || (*m)->mid != mid)
+      return parley::status{status_code::not_found,
+                            "requeue: there is no outgoing message " +
+                              hex_id(mid)};
+    out = std::move(**m);
+    bool failed = (out.status & status_failure_bit) != 0;
+    if (!failed && out.status != status_outbox)
+      return parley::status{status_code::failed_precondition,
+                            "requeue: message " + hex_id(mid) +
+                              " was accepted by the server already"};
+    out.status = status_outbox;
+    if (auto s = t.put(impl_->messages, be64(out.id), encode_message(out)); !s)
+      return s;
+    return t.put(impl_->outbox, be64(mid), "");
+  });
+  if (!st)
+    return st;
+  return out;
+}
+
 result<client_message> client_store::set_status(uint64_t mid, uint8_t status,
                                                 uint64_t seq, uint64_t ts_ms) {
   if (!valid_outgoing_status(status))

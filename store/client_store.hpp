@@ -92,6 +92,12 @@ class client_store {
   result<client_message> set_status(uint64_t mid, uint8_t status,
                                     uint64_t seq = 0, uint64_t ts_ms = 0);
 
+  /// Puts a failed (or still queued) outgoing message back into the outbox
+  /// with status OUTBOX, for a resend: failures are final for set_status,
+  /// a resend is the one way out. Errors: not_found; failed_precondition
+  /// when it was SENT or beyond already.
+  result<client_message> requeue(uint64_t mid);
+
   // -- incoming
   // ------------------------------------------------------------------
 

@@ -408,17 +408,13 @@ caf::actor make_client_actor(caf::actor_system& sys,
       },
       [=](resend_atom, uint64_t id, reply_slot& slot) {
         auto& st = self->state;
-        auto m = st.ctx->db->get(id);
+        auto m = st.ctx->db->requeue(id);
         if (!m.ok()) {
-          slot->set_value({0, m.error().to_string()});
-          return;
-        }
-        if (!*m || !(*m)->outgoing) {
-          slot->set_value({0, "no outgoing message " + std::to_string(id)});
+          slot->set_value({0, m.error().message(), m.error().code()});
           return;
         }
         if (st.ph == phase::online) {
-          send_frame_for(self, **m);
+          send_frame_for(self, *m);
           flush_out(self);
         }
         slot->set_value({id, {}});

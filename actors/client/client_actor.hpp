@@ -54,7 +54,8 @@ using ping_atom = caf::atom_constant<caf::atom("ping")>;
 /// The answer to a facade call.
 struct call_result {
   uint64_t id = 0;
-  std::string error; ///< Empty on success.
+  std::string error;                  ///< Empty on success.
+  status_code code = status_code::ok; ///< The error's class, when known.
 };
 
 /// Where the actor puts the answer; the facade waits on its future. When

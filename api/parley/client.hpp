@@ -264,7 +264,9 @@ class client {
   result<uint64_t> send(const std::string& peer, const std::string& payload,
                         const send_options& opts = {});
 
-  /// Sends a stored outgoing message again (after a failure).
+  /// Sends an outgoing message again after a failure (or while still in the
+  /// outbox): it goes back to OUTBOX and on to SENT. Errors: not_found,
+  /// failed_precondition when the server accepted it already.
   status resend(uint64_t id);
 
   /// Sends a copy of a stored message to another peer; returns the new id.

@@ -435,12 +435,18 @@ TEST_CASE("resend, forward and remove") {
   auto c = f.online(f.opts("carol"), rc);
   auto id = a->send("bob", "original");
   REQUIRE(rb->wait([&] { return rb->messages.size() == 1; }));
-  // A resend of the same message is deduplicated by the server.
-  REQUIRE(a->resend(*id).ok());
+  // A message the server accepted is not resent; a failed one is.
+  REQUIRE(ra->reached(*id, message_status::sent));
+  CHECK(a->resend(*id).code() == status_code::failed_precondition);
+  CHECK(a->resend(424242).code() == status_code::not_found);
+  auto late = a->send("dave", "before dave exists");
+  REQUIRE(ra->reached(*late, message_status::invalid_dest));
+  REQUIRE(f.srv->user_add("demo", "dave").ok());
+  REQUIRE(a->resend(*late).ok());
+  REQUIRE(ra->reached(*late, message_status::sent));
   auto marker = a->send("bob", "marker");
   REQUIRE(rb->wait([&] { return rb->messages.size() == 2; }));
   CHECK(rb->messages[1].payload == "marker");
-  CHECK(a->resend(424242).code() == status_code::not_found);
   // Bob forwards what he got to carol: a new message, from bob.
   auto fwd = b->forward(rb->messages[0].id, "carol");
   REQUIRE(fwd.ok());

@@ -612,3 +612,27 @@ TEST_CASE("writes grow the map and rerun cleanly") {
   REQUIRE(page.ok());
   CHECK(page->size() == 300);
 }
+
+TEST_CASE("requeue: a failed message goes back to the outbox, a sent one not") {
+  parley::test::temp_dir dir;
+  auto db = parley::store::client_store::open(dir.path());
+  REQUIRE(db.ok());
+  auto& s = **db;
+  parley::store::client_message m;
+  m.id = m.mid = 42;
+  m.outgoing = true;
+  m.peer = "bob";
+  m.sender = "alice";
+  REQUIRE(s.add_outgoing(m).ok());
+  REQUIRE(s.set_status(42, 0x83).ok()); // INVALIDDEST
+  CHECK(s.outbox()->empty());
+  CHECK(s.set_status(42, 0x01)->status == 0x83); // failures are final...
+  auto back = s.requeue(42);                     // ...but for a resend
+  REQUIRE(back.ok());
+  CHECK(back->status == 0x00);
+  CHECK(s.outbox()->size() == 1);
+  CHECK(s.set_status(42, 0x01)->status == 0x01);
+  CHECK(s.requeue(42).error().code() ==
+        parley::status_code::failed_precondition);
+  CHECK(s.requeue(7).error().code() == parley::status_code::not_found);
+}
