@@ -1186,47 +1186,70 @@ server_store::users_list(const std::string& app_id, const std::string& after,
   return out;
 }
 
+namespace {
+
+/// Runs one write op in `t`.
+status run_op(server_store::impl& p, txn& t, write_op& op, write_outcome& out,
+              std::vector<uint64_t>& touched) {
+  return std::visit(
+    [&](auto& x) -> status {
+      using T = std::decay_t<decltype(x)>;
+      if constexpr (std::is_same_v<T, append_op>)
+        return p.do_append(t, x, out.append, touched);
+      else if constexpr (std::is_same_v<T, ack_op>)
+        return p.do_ack(t, x, touched);
+      else if constexpr (std::is_same_v<T, read_op>)
+        return p.do_read(t, x, touched);
+      else if constexpr (std::is_same_v<T, expire_op>)
+        return p.do_expire(t, x, touched);
+      else if constexpr (std::is_same_v<T, sweep_op>)
+        return p.do_sweep(t, x, touched);
+      else
+        return p.do_trim(t, x);
+    },
+    op);
+}
+
+} // namespace
+
 status server_store::apply(std::vector<write_op>& ops,
                            std::vector<write_outcome>& out,
                            std::vector<uint64_t>& touched) {
+  // The whole batch in one transaction and one sync (group commit).
   auto st = impl_->e->write([&](txn& t) -> status {
     // The callback may run again after the map grew: start clean.
     out.assign(ops.size(), write_outcome{});
     touched.clear();
     for (size_t i = 0; i < ops.size(); ++i) {
-      status s = std::visit(
-        [&](auto& op) -> status {
-          using T = std::decay_t<decltype(op)>;
-          if constexpr (std::is_same_v<T, append_op>) {
-            return impl_->do_append(t, op, out[i].append, touched);
-          } else if constexpr (std::is_same_v<T, ack_op>) {
-            return impl_->do_ack(t, op, touched);
-          } else if constexpr (std::is_same_v<T, read_op>) {
-            return impl_->do_read(t, op, touched);
-          } else if constexpr (std::is_same_v<T, expire_op>) {
-            return impl_->do_expire(t, op, touched);
-          } else if constexpr (std::is_same_v<T, sweep_op>) {
-            return impl_->do_sweep(t, op, touched);
-          } else {
-            return impl_->do_trim(t, op);
-          }
-        },
-        ops[i]);
-      if (!s) {
-        if (t.map_full())
-          return s; // env::write grows the map and runs us again
-        out[i].st = s;
-        return s; // one failure fails the batch: nothing half-written
-      }
+      if (auto s = run_op(*impl_, t, ops[i], out[i], touched); !s)
+        return s; // (a full map: env::write grows it and runs us again)
     }
     return status{};
   });
-  if (!st) {
-    for (auto& o : out)
-      if (o.st.ok())
-        o.st = st;
-    if (out.size() != ops.size())
-      out.assign(ops.size(), write_outcome{st, {}});
+  if (!st && ops.size() > 1) {
+    // One op failed the batch. Run each alone so that only the failing ops
+    // fail: a corrupt record of one user must not refuse everyone's
+    // messages. (Slow, but only on this path.)
+    status first_error;
+    touched.clear();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      std::vector<uint64_t> mine;
+      auto one = impl_->e->write([&](txn& t) -> status {
+        out[i] = write_outcome{};
+        mine.clear();
+        return run_op(*impl_, t, ops[i], out[i], mine);
+      });
+      if (one) {
+        touched.insert(touched.end(), mine.begin(), mine.end());
+      } else {
+        out[i].st = one;
+        if (first_error.ok())
+          first_error = one;
+      }
+    }
+    st = first_error;
+  } else if (!st) {
+    out.assign(ops.size(), write_outcome{st, {}});
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());

@@ -261,8 +261,9 @@ class server_store {
   /// Number of records in the user's log (for tests and statistics).
   uint64_t log_size(uint64_t uid);
 
+  struct impl; ///< The implementation (store/server_store.cpp).
+
  private:
-  struct impl;
   explicit server_store(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };

@@ -4,9 +4,12 @@
 #include "store/server_store.hpp"
 
 #include "codec/codec.hpp"
+#include "store/keys.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <doctest/doctest.h>
+
+#include <algorithm>
 
 using namespace parley;
 using namespace parley::store;
@@ -373,4 +376,45 @@ TEST_CASE("trim forgets a device silent for longer than the retention") {
   CHECK(!known); // it would come back as a new device
   CHECK(f.db->cursor(f.alice.uid, "laptop", &known) == 2);
   CHECK(known);
+}
+
+TEST_CASE("one failing op fails alone, not its whole batch") {
+  fixture f;
+  f.send(1, "bob", "m", t0);
+  // Corrupt bob's only log record: acking it must fail (receipts read it).
+  auto& e = f.db->environment();
+  auto log = e.open_dbi("log");
+  REQUIRE(log.ok());
+  REQUIRE(e.write([&](txn& t) {
+             key_builder k;
+             k.u64(f.bob.uid).u64(1);
+             return t.put(*log, k.view(), "garbage");
+           })
+            .ok());
+  append_op good;
+  good.sender_uid = f.alice.uid;
+  good.app_id = "demo";
+  good.sender = "alice";
+  good.device = "a1";
+  good.msg.mid = 2;
+  good.msg.peer = "carol-less"; // unknown: an answer, not an error
+  good.now_ms = t0;
+  append_op to_alice = good;
+  to_alice.sender_uid = f.bob.uid;
+  to_alice.sender = "bob";
+  to_alice.device = "b1";
+  to_alice.msg.peer = "alice";
+  std::vector<write_op> ops{ack_op{f.bob.uid, "b1", 1, t0}, to_alice, good};
+  std::vector<write_outcome> out;
+  std::vector<uint64_t> touched;
+  auto st = f.db->apply(ops, out, touched);
+  CHECK(st.code() == status_code::corruption);
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].st.code() == status_code::corruption);
+  CHECK(out[1].st.ok());
+  CHECK(out[1].append.status == message_status::sent);
+  CHECK(out[2].st.ok());
+  CHECK(out[2].append.status == message_status::invalid_dest);
+  CHECK(std::find(touched.begin(), touched.end(), f.alice.uid) !=
+        touched.end());
 }
