@@ -136,9 +136,9 @@ TEST_CASE("SIGTERM tells clients SHUTDOWN and exits 0") {
 
 namespace {
 
-/// Runs the parley CLI; returns (exit code, stdout + stderr).
-std::pair<int, std::string> run_cli(const std::string& args) {
-  std::string cmd = std::string{PARLEY_CLI} + " " + args + " 2>&1";
+/// Runs a shell command; returns (exit code, stdout + stderr).
+std::pair<int, std::string> run_command(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   FILE* f = ::popen(cmd.c_str(), "r");
   REQUIRE(f != nullptr);
   std::string out;
@@ -148,6 +148,11 @@ std::pair<int, std::string> run_cli(const std::string& args) {
     out.append(buf, n);
   int st = ::pclose(f);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+/// Runs the parley CLI with `args`.
+std::pair<int, std::string> run_cli(const std::string& args) {
+  return run_command(std::string{PARLEY_CLI} + " " + args);
 }
 
 } // namespace
@@ -233,17 +238,9 @@ TEST_CASE(
   auto target = " -connect 127.0.0.1:" + std::to_string(p.port()) +
                 " -CAfile " + dir.path() + "/cert.pem -verify_return_error";
   auto run = [](const std::string& args) {
-    std::string cmd = "openssl s_client" + args + " </dev/null 2>&1";
-    FILE* f = ::popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    std::string out;
-    char buf[512];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0)
-      out.append(buf, n);
-    int st = ::pclose(f);
-    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+    return run_command("openssl s_client" + args + " </dev/null");
   };
+
   auto [rc, out] = run(target + " -tls1_3");
   CHECK(rc == 0);
   CHECK(out.find("TLSv1.3") != std::string::npos);
