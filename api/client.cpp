@@ -124,7 +124,6 @@ struct client::impl {
   std::shared_ptr<runtime> rt;
   std::shared_ptr<cli::client_context> ctx;
   caf::actor actor;
-  std::string temp_dir; ///< The database of a client without one.
 
   ~impl() {
     if (actor) {
@@ -134,11 +133,6 @@ struct client::impl {
     }
     if (ctx)
       ctx->events->close();
-    if (!temp_dir.empty()) {
-      ctx.reset();
-      std::error_code ec;
-      fs::remove_all(temp_dir, ec);
-    }
   }
 
   /// Sends a call with a reply slot and waits for the answer.
@@ -178,26 +172,23 @@ result<std::unique_ptr<client>> client::create(const client_options& opts,
   tls::client_options to;
   to.ca_file = opts.ca_file;
   to.pinned_fingerprint = opts.fingerprint;
-  auto tctx = tls::context::client(to);
+  auto tctx = rt->internals().tls_context(to);
   if (!tctx)
     return tctx.error();
   ctx->tls = *tctx;
-  std::string dir = opts.database;
-  store::env_options eo;
-  eo.map_size = 64ull << 20;
-  if (dir.empty()) {
-    // No database: a temporary one, deleted with the client.
-    auto tmpl = (fs::temp_directory_path() / "parley-client-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr)
-      return status{status_code::io_error,
-                    "cannot create a temporary directory for the client"};
-    dir = p->temp_dir = tmpl;
-    eo.sync = false;
+  if (opts.database.empty()) {
+    store::memory_options mo;
+    mo.max_messages = opts.memory_messages;
+    ctx->db = store::client_store::open_memory(mo);
+  } else {
+    store::env_options eo;
+    eo.map_size = 64ull << 20;
+    auto db = store::client_store::open(opts.database, eo);
+    if (!db)
+      return db.error().annotate("opening the client database '" +
+                                 opts.database + "'");
+    ctx->db = std::move(*db);
   }
-  auto db = store::client_store::open(dir, eo);
-  if (!db)
-    return db.error().annotate("opening the client database '" + dir + "'");
-  ctx->db = std::move(*db);
   if (!opts.device_id.empty()) {
     ctx->device = opts.device_id;
   } else {
@@ -247,11 +238,32 @@ const std::string& client::device_id() const {
 result<uint64_t> client::send(const std::string& peer,
                               const std::string& payload,
                               const send_options& o) {
-  auto r = impl_->call(cli::send_atom::value, peer, payload, o.flags,
-                       o.expiry_s, o.kind, o.in_reply_to);
-  if (!r.error.empty())
-    return status{status_code::invalid_argument, r.error};
-  return r.id;
+  if (peer.empty() || peer.size() > codec::max_address)
+    return status{status_code::invalid_argument,
+                  "a peer address has 1 to 64 bytes"};
+  if (payload.size() > codec::max_payload)
+    return status{status_code::invalid_argument,
+                  "a payload has at most 256 KiB; send files in chunks"};
+  auto& ctx = *impl_->ctx;
+  store::client_message m;
+  m.peer = peer;
+  m.sender = ctx.address();
+  m.outgoing = true;
+  m.kind = o.kind;
+  m.flags = o.flags;
+  m.expiry_s = o.expiry_s;
+  m.in_reply_to = o.in_reply_to;
+  m.ts_ms = cli::wall_ms();
+  m.status = static_cast<uint8_t>(codec::message_status::outbox);
+  m.payload = payload;
+  // Stored here, on the caller's thread (the store serializes writers), so
+  // the call returns without a round trip to the client's actor; the actor
+  // sends it when online (or with the outbox at the next login).
+  if (auto s = ctx.db->add_new_outgoing(m, m.ts_ms); !s)
+    return s.annotate("storing the message in the local database");
+  auto id = m.id;
+  caf::anon_send(impl_->actor, cli::send_atom::value, std::move(m));
+  return id;
 }
 
 status client::resend(uint64_t id) {

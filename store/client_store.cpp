@@ -1,5 +1,9 @@
+// The client_store interface's shared parts (store/client_store_detail.hpp)
+// and its LMDB backend, client_store::open.
+
 #include "store/client_store.hpp"
 
+#include "store/client_store_detail.hpp"
 #include "store/keys.hpp"
 
 #include <openssl/rand.h>
@@ -8,6 +12,115 @@
 #include <limits>
 
 namespace parley::store {
+
+// -- shared by both backends
+// -------------------------------------------------------
+
+namespace detail {
+
+std::string hex_id(uint64_t v) {
+  static const char* digits = "0123456789abcdef";
+  std::string out = "0x";
+  bool started = false;
+  for (int i = 60; i >= 0; i -= 4) {
+    auto d = (v >> i) & 15;
+    if (d != 0 || started || i == 0) {
+      out += digits[d];
+      started = true;
+    }
+  }
+  return out;
+}
+
+std::string random_hex16() {
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof(raw)) != 1)
+    return {};
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+status check_conversation(const char* what, std::string_view peer,
+                          uint32_t group_id) {
+  if (group_id != 0 && !peer.empty())
+    return status{status_code::invalid_argument,
+                  std::string{what} + ": both peer '" + std::string{peer} +
+                    "' and group " + std::to_string(group_id) +
+                    " are set; a conversation is a peer (1:1) or a group"};
+  if (group_id == 0 && peer.empty())
+    return status{status_code::invalid_argument,
+                  std::string{what} +
+                    ": neither peer nor group_id is set; a conversation is a "
+                    "peer (1:1) or a group"};
+  if (peer.size() > max_name)
+    return status{status_code::invalid_argument,
+                  std::string{what} + ": peer '" + std::string{peer} +
+                    "' is longer than " + std::to_string(max_name) + " bytes"};
+  return {};
+}
+
+status check_new_outgoing(const char* what, const client_message& m) {
+  if (!m.outgoing)
+    return status{status_code::invalid_argument,
+                  std::string{what} + ": message " + hex_id(m.mid) +
+                    " is not outgoing (store received messages with "
+                    "add_incoming)"};
+  if (auto s = check_conversation(what, m.peer, m.group_id); !s)
+    return s;
+  if (m.sender.size() > max_name)
+    return status{status_code::invalid_argument,
+                  std::string{what} + ": sender is longer than " +
+                    std::to_string(max_name) + " bytes"};
+  return {};
+}
+
+status check_incoming(const client_message& m) {
+  if (auto s = check_conversation("add_incoming", m.peer, m.group_id); !s)
+    return s;
+  if (m.sender.empty())
+    return status{status_code::invalid_argument,
+                  "add_incoming: message " + hex_id(m.mid) + " has no sender"};
+  if (m.sender.size() > max_name)
+    return status{status_code::invalid_argument,
+                  "add_incoming: sender is longer than " +
+                    std::to_string(max_name) + " bytes"};
+  return {};
+}
+
+status check_outgoing_status(uint8_t s) {
+  if (s <= status_read || (s & status_failure_bit) != 0)
+    return {};
+  return status{status_code::invalid_argument,
+                "set_status: " + hex_id(s) +
+                  " is not a status of an outgoing message (OUTBOX, "
+                  "SENT, DELIVERED, READ or a failure >= 0x80)"};
+}
+
+bool status_advances(uint8_t cur, uint8_t next) {
+  if (next == cur || (cur & status_failure_bit) != 0)
+    return false;
+  if ((next & status_failure_bit) != 0)
+    return cur <= status_sent;
+  return next > cur;
+}
+
+status ids_used_up(const std::string& where, uint64_t last) {
+  return status{status_code::resource_exhausted,
+                where + ": local ids are used up (the last one was " +
+                  hex_id(last) + ")"};
+}
+
+} // namespace detail
+
+client_store::~client_store() = default;
+
+// -- the LMDB backend
+// -------------------------------------------------------------
 
 // Tables (named LMDB databases). Integers in keys are big-endian so that
 // byte order is numeric order (store/keys.hpp); values are little-endian
@@ -31,19 +144,9 @@ namespace parley::store {
 
 namespace {
 
+using namespace detail;
+
 constexpr uint8_t message_version = 1;
-
-// Status numbers (codec::message_status) this file needs; store/ does not
-// depend on the codec's headers.
-constexpr uint8_t status_outbox = 0x00;
-constexpr uint8_t status_sent = 0x01;
-constexpr uint8_t status_read = 0x03;
-constexpr uint8_t status_received_new = 0x12;
-constexpr uint8_t status_received_read = 0x13;
-constexpr uint8_t status_failure_bit = 0x80;
-
-/// Longest peer or sender name: its length is one byte in keys and values.
-constexpr size_t max_name = 255;
 
 // -- little-endian values
 // ----------------------------------------------------------
@@ -92,34 +195,6 @@ std::string be64(uint64_t v) {
   std::string s;
   put_be64(s, v);
   return s;
-}
-
-std::string hex_id(uint64_t v) {
-  static const char* digits = "0123456789abcdef";
-  std::string out = "0x";
-  bool started = false;
-  for (int i = 60; i >= 0; i -= 4) {
-    auto d = (v >> i) & 15;
-    if (d != 0 || started || i == 0) {
-      out += digits[d];
-      started = true;
-    }
-  }
-  return out;
-}
-
-/// 16 random bytes as 32 hex digits; empty when the generator fails.
-std::string random_hex16() {
-  unsigned char raw[16];
-  if (RAND_bytes(raw, sizeof(raw)) != 1)
-    return {};
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
 }
 
 // -- messages
@@ -226,25 +301,6 @@ bool decode_conversation_key(std::string_view k, std::string& peer,
   return false;
 }
 
-status check_conversation(const char* what, std::string_view peer,
-                          uint32_t group_id) {
-  if (group_id != 0 && !peer.empty())
-    return status{status_code::invalid_argument,
-                  std::string{what} + ": both peer '" + std::string{peer} +
-                    "' and group " + std::to_string(group_id) +
-                    " are set; a conversation is a peer (1:1) or a group"};
-  if (group_id == 0 && peer.empty())
-    return status{status_code::invalid_argument,
-                  std::string{what} +
-                    ": neither peer nor group_id is set; a conversation is a "
-                    "peer (1:1) or a group"};
-  if (peer.size() > max_name)
-    return status{status_code::invalid_argument,
-                  std::string{what} + ": peer '" + std::string{peer} +
-                    "' is longer than " + std::to_string(max_name) + " bytes"};
-  return {};
-}
-
 /// conv key of the message `id` in the conversation `ck`.
 std::string conv_entry(const std::string& ck, uint64_t id) {
   std::string k = ck;
@@ -283,35 +339,36 @@ bool decode_conv_state(std::string_view v, conv_state& c) {
   return true;
 }
 
-/// True when a stored status `cur` of an outgoing message gives way to
-/// `next`: OUTBOX < SENT < DELIVERED < READ; a failure (>= 0x80) replaces
-/// OUTBOX and SENT only, and is final.
-bool status_advances(uint8_t cur, uint8_t next) {
-  if (next == cur || (cur & status_failure_bit) != 0)
-    return false;
-  if ((next & status_failure_bit) != 0)
-    return cur <= status_sent;
-  return next > cur;
-}
+/// The LMDB backend: every operation one transaction.
+class lmdb_client_store final : public client_store {
+ public:
+  result<std::string> device_id() override;
+  result<uint64_t> next_id(uint64_t now_ms) override;
+  status add_outgoing(const client_message& m) override;
+  status add_new_outgoing(client_message& m, uint64_t now_ms) override;
+  result<std::vector<client_message>> outbox() override;
+  result<client_message> set_status(uint64_t mid, uint8_t status, uint64_t seq,
+                                    uint64_t ts_ms) override;
+  result<client_message> requeue(uint64_t mid) override;
+  result<bool> add_incoming(client_message& m) override;
+  result<uint64_t> cursor() override;
+  status set_cursor(uint64_t seq) override;
+  result<std::optional<client_message>> get(uint64_t id) override;
+  result<std::vector<client_message>> read(const std::string& peer,
+                                           uint32_t group_id, uint64_t from_id,
+                                           size_t count,
+                                           read_order order) override;
+  result<std::vector<conversation_summary>> summary() override;
+  result<uint64_t> mark_read(const std::string& peer, uint32_t group_id,
+                             uint64_t up_to) override;
+  status remove(uint64_t id) override;
+  status kv_put(const std::string& key, const std::string& value) override;
+  result<std::optional<std::string>> kv_get(const std::string& key) override;
 
-bool valid_outgoing_status(uint8_t s) {
-  return s <= status_read || (s & status_failure_bit) != 0;
-}
-
-/// True when an incoming message counts as unread.
-bool is_unread(const client_message& m) {
-  return !m.outgoing && !m.read;
-}
-
-} // namespace
-
-// -- impl
-// --------------------------------------------------------------------------------
-
-struct client_store::impl {
   std::unique_ptr<env> e;
-  dbi meta, messages, conv, convs, by_seq, by_mid, outbox, kv;
+  dbi meta, messages, conv, convs, by_seq, by_mid, outbox_db, kv;
 
+ private:
   status corrupt(const std::string& what) const {
     return status{status_code::corruption,
                   "corrupt " + what + " in client store '" + e->path() + "'"};
@@ -395,10 +452,7 @@ struct client_store::impl {
     if (!last)
       return last.error();
     if (*last == std::numeric_limits<uint64_t>::max())
-      return status{status_code::resource_exhausted,
-                    "client store '" + e->path() +
-                      "': local ids are used up (the last one was " +
-                      hex_id(*last) + ")"};
+      return ids_used_up("client store '" + e->path() + "'", *last);
     uint64_t id = std::max(candidate, *last + 1);
     if (auto s = t.put(meta, "next_id", le64(id)); !s)
       return s;
@@ -455,18 +509,14 @@ struct client_store::impl {
   }
 };
 
-// -- client_store
+} // namespace
+
+// -- lmdb_client_store
 // -------------------------------------------------------------------------
-
-client_store::client_store(std::unique_ptr<impl> p) : impl_(std::move(p)) {
-  // nop
-}
-
-client_store::~client_store() = default;
 
 result<std::unique_ptr<client_store>>
 client_store::open(const std::string& dir, const env_options& opts) {
-  auto p = std::make_unique<impl>();
+  auto p = std::make_unique<lmdb_client_store>();
   auto e = env::open(dir, opts);
   if (!e)
     return e.error();
@@ -478,7 +528,7 @@ client_store::open(const std::string& dir, const env_options& opts) {
                                  {&p->convs, "convs"},
                                  {&p->by_seq, "by_seq"},
                                  {&p->by_mid, "by_mid"},
-                                 {&p->outbox, "outbox"},
+                                 {&p->outbox_db, "outbox"},
                                  {&p->kv, "kv"}});
         !s)
       return s;
@@ -486,23 +536,23 @@ client_store::open(const std::string& dir, const env_options& opts) {
   });
   if (!st)
     return st;
-  return std::unique_ptr<client_store>(new client_store(std::move(p)));
+  return std::unique_ptr<client_store>(std::move(p));
 }
 
-result<std::string> client_store::device_id() {
+result<std::string> lmdb_client_store::device_id() {
   {
-    auto t = impl_->e->begin_read();
+    auto t = e->begin_read();
     if (!t)
       return t.error();
-    auto v = t->get(impl_->meta, "device_id");
+    auto v = t->get(meta, "device_id");
     if (!v)
       return v.error();
     if (*v)
       return std::string{**v};
   }
   std::string id;
-  auto st = impl_->e->write([&](txn& t) -> status {
-    auto v = t.get(impl_->meta, "device_id");
+  auto st = e->write([&](txn& t) -> status {
+    auto v = t.get(meta, "device_id");
     if (!v)
       return v.error();
     if (*v) { // made by another thread meanwhile
@@ -513,21 +563,17 @@ result<std::string> client_store::device_id() {
     if (id.empty())
       return status{status_code::internal,
                     "device_id: the random generator (RAND_bytes) failed"};
-    return t.put(impl_->meta, "device_id", id);
+    return t.put(meta, "device_id", id);
   });
   if (!st)
     return st;
   return id;
 }
 
-result<uint64_t> client_store::next_id(uint64_t now_ms) {
-  // The candidate saturates instead of wrapping for clocks past year 2527.
-  uint64_t candidate = now_ms >= (uint64_t{1} << 44)
-                         ? std::numeric_limits<uint64_t>::max()
-                         : now_ms << 20;
+result<uint64_t> lmdb_client_store::next_id(uint64_t now_ms) {
   uint64_t id = 0;
-  auto st = impl_->e->write([&](txn& t) -> status {
-    auto r = impl_->take_id(t, candidate);
+  auto st = e->write([&](txn& t) -> status {
+    auto r = take_id(t, id_candidate(now_ms));
     if (!r)
       return r.error();
     id = *r;
@@ -541,54 +587,67 @@ result<uint64_t> client_store::next_id(uint64_t now_ms) {
 // -- outgoing
 // ------------------------------------------------------------------------
 
-status client_store::add_outgoing(const client_message& m) {
-  if (!m.outgoing)
-    return status{status_code::invalid_argument,
-                  "add_outgoing: message " + hex_id(m.mid) +
-                    " is not outgoing (store received messages with "
-                    "add_incoming)"};
+status lmdb_client_store::add_outgoing(const client_message& m) {
+  if (auto s = check_new_outgoing("add_outgoing", m); !s)
+    return s;
   if (m.mid == 0 || m.id != m.mid)
     return status{status_code::invalid_argument,
                   "add_outgoing: an outgoing message needs id == mid != 0 "
                   "(from next_id()), got id " +
                     hex_id(m.id) + " and mid " + hex_id(m.mid)};
-  if (auto s = check_conversation("add_outgoing", m.peer, m.group_id); !s)
-    return s;
-  if (m.sender.size() > max_name)
-    return status{status_code::invalid_argument,
-                  "add_outgoing: sender is longer than " +
-                    std::to_string(max_name) + " bytes"};
   client_message rec = m;
   rec.status = status_outbox;
-  return impl_->e->write([&](txn& t) -> status {
-    if (auto s = impl_->insert(t, rec); !s)
+  return e->write([&](txn& t) -> status {
+    if (auto s = insert(t, rec); !s)
       return s;
-    if (auto s = t.put(impl_->outbox, be64(rec.mid), ""); !s)
+    if (auto s = t.put(outbox_db, be64(rec.mid), ""); !s)
       return s;
     // Incoming ids continue above every mid, so ids stay unique.
-    return impl_->raise_last_id(t, rec.id);
+    return raise_last_id(t, rec.id);
   });
 }
 
-result<std::vector<client_message>> client_store::outbox() {
-  auto t = impl_->e->begin_read();
+status lmdb_client_store::add_new_outgoing(client_message& m, uint64_t now_ms) {
+  if (auto s = check_new_outgoing("add_new_outgoing", m); !s)
+    return s;
+  // A copy, so that a rerun (the map grew) and a failure leave `m` as given.
+  client_message rec = m;
+  rec.status = status_outbox;
+  auto st = e->write([&](txn& t) -> status {
+    auto id = take_id(t, id_candidate(now_ms));
+    if (!id)
+      return id.error();
+    rec.id = rec.mid = *id;
+    if (auto s = insert(t, rec); !s)
+      return s;
+    return t.put(outbox_db, be64(rec.mid), "");
+  });
+  if (!st)
+    return st;
+  m.id = m.mid = rec.id;
+  m.status = status_outbox;
+  return {};
+}
+
+result<std::vector<client_message>> lmdb_client_store::outbox() {
+  auto t = e->begin_read();
   if (!t)
     return t.error();
-  auto c = t->open_cursor(impl_->outbox);
+  auto c = t->open_cursor(outbox_db);
   if (!c)
     return c.error();
   std::vector<client_message> out;
   status s;
   for (s = c->first(); s && c->valid(); s = c->next()) {
     if (c->key().size() != 8)
-      return impl_->corrupt("outbox entry");
+      return corrupt("outbox entry");
     auto mid = get_be64(c->key().data());
-    auto m = impl_->load(*t, mid);
+    auto m = load(*t, mid);
     if (!m)
       return m.error();
     if (!*m)
-      return impl_->corrupt("outbox: message " + hex_id(mid) +
-                            " is queued but not stored");
+      return corrupt("outbox: message " + hex_id(mid) +
+                     " is queued but not stored");
     out.push_back(std::move(**m));
   }
   if (!s)
@@ -596,10 +655,10 @@ result<std::vector<client_message>> client_store::outbox() {
   return out;
 }
 
-result<client_message> client_store::requeue(uint64_t mid) {
+result<client_message> lmdb_client_store::requeue(uint64_t mid) {
   client_message out;
-  auto st = impl_->e->write([&](txn& t) -> parley::status {
-    auto m = impl_->load(t, mid);
+  auto st = e->write([&](txn& t) -> parley::status {
+    auto m = load(t, mid);
     if (!m)
       return m.error();
     if (!*m || !(*m)->outgoing || (*m)->mid != mid)
@@ -613,25 +672,24 @@ result<client_message> client_store::requeue(uint64_t mid) {
                             "requeue: message " + hex_id(mid) +
                               " was accepted by the server already"};
     out.status = status_outbox;
-    if (auto s = t.put(impl_->messages, be64(out.id), encode_message(out)); !s)
+    if (auto s = t.put(messages, be64(out.id), encode_message(out)); !s)
       return s;
-    return t.put(impl_->outbox, be64(mid), "");
+    return t.put(outbox_db, be64(mid), "");
   });
   if (!st)
     return st;
   return out;
 }
 
-result<client_message> client_store::set_status(uint64_t mid, uint8_t status,
-                                                uint64_t seq, uint64_t ts_ms) {
-  if (!valid_outgoing_status(status))
-    return parley::status{status_code::invalid_argument,
-                          "set_status: " + hex_id(status) +
-                            " is not a status of an outgoing message (OUTBOX, "
-                            "SENT, DELIVERED, READ or a failure >= 0x80)"};
+result<client_message> lmdb_client_store::set_status(uint64_t mid,
+                                                     uint8_t status,
+                                                     uint64_t seq,
+                                                     uint64_t ts_ms) {
+  if (auto s = check_outgoing_status(status); !s)
+    return s;
   client_message out;
-  auto st = impl_->e->write([&](txn& t) -> parley::status {
-    auto m = impl_->load(t, mid);
+  auto st = e->write([&](txn& t) -> parley::status {
+    auto m = load(t, mid);
     if (!m)
       return m.error();
     if (!*m || !(*m)->outgoing || (*m)->mid != mid)
@@ -646,11 +704,9 @@ result<client_message> client_store::set_status(uint64_t mid, uint8_t status,
     }
     if (seq != 0 && seq != out.seq) {
       if (out.seq != 0)
-        if (auto s = impl_->index_del(t, impl_->by_seq, be64(out.seq), out.id,
-                                      "by_seq");
-            !s)
+        if (auto s = index_del(t, by_seq, be64(out.seq), out.id, "by_seq"); !s)
           return s;
-      if (auto s = t.put(impl_->by_seq, be64(seq), le64(out.id)); !s)
+      if (auto s = t.put(by_seq, be64(seq), le64(out.id)); !s)
         return s;
       out.seq = seq;
       changed = true;
@@ -660,11 +716,10 @@ result<client_message> client_store::set_status(uint64_t mid, uint8_t status,
       changed = true;
     }
     if (changed)
-      if (auto s = t.put(impl_->messages, be64(out.id), encode_message(out));
-          !s)
+      if (auto s = t.put(messages, be64(out.id), encode_message(out)); !s)
         return s;
     if (status != status_outbox) {
-      auto s = t.del(impl_->outbox, be64(mid));
+      auto s = t.del(outbox_db, be64(mid));
       if (!s && s.code() != status_code::not_found)
         return s;
     }
@@ -678,22 +733,15 @@ result<client_message> client_store::set_status(uint64_t mid, uint8_t status,
 // -- incoming
 // ------------------------------------------------------------------------
 
-result<bool> client_store::add_incoming(client_message& m) {
-  if (auto s = check_conversation("add_incoming", m.peer, m.group_id); !s)
+result<bool> lmdb_client_store::add_incoming(client_message& m) {
+  if (auto s = check_incoming(m); !s)
     return s;
-  if (m.sender.empty())
-    return status{status_code::invalid_argument,
-                  "add_incoming: message " + hex_id(m.mid) + " has no sender"};
-  if (m.sender.size() > max_name)
-    return status{status_code::invalid_argument,
-                  "add_incoming: sender is longer than " +
-                    std::to_string(max_name) + " bytes"};
   uint64_t id = 0;
   bool fresh = false;
-  auto st = impl_->e->write([&](txn& t) -> status {
+  auto st = e->write([&](txn& t) -> status {
     fresh = false;
     if (m.seq != 0) {
-      auto dup = impl_->index_get(t, impl_->by_seq, be64(m.seq), "by_seq");
+      auto dup = index_get(t, by_seq, be64(m.seq), "by_seq");
       if (!dup)
         return dup.error();
       if (*dup != 0) {
@@ -701,22 +749,21 @@ result<bool> client_store::add_incoming(client_message& m) {
         return {};
       }
     }
-    auto dup =
-      impl_->index_get(t, impl_->by_mid, mid_key(m.sender, m.mid), "by_mid");
+    auto dup = index_get(t, by_mid, mid_key(m.sender, m.mid), "by_mid");
     if (!dup)
       return dup.error();
     if (*dup != 0) {
       id = *dup;
       return {};
     }
-    auto r = impl_->take_id(t, 0);
+    auto r = take_id(t, 0);
     if (!r)
       return r.error();
     id = *r;
     client_message rec = m;
     rec.id = id;
     fresh = true;
-    return impl_->insert(t, rec);
+    return insert(t, rec);
   });
   if (!st)
     return st;
@@ -724,37 +771,37 @@ result<bool> client_store::add_incoming(client_message& m) {
   return fresh;
 }
 
-result<uint64_t> client_store::cursor() {
-  auto t = impl_->e->begin_read();
+result<uint64_t> lmdb_client_store::cursor() {
+  auto t = e->begin_read();
   if (!t)
     return t.error();
-  return impl_->meta_u64(*t, "cursor");
+  return meta_u64(*t, "cursor");
 }
 
-status client_store::set_cursor(uint64_t seq) {
-  return impl_->e->write([&](txn& t) -> status {
-    auto cur = impl_->meta_u64(t, "cursor");
+status lmdb_client_store::set_cursor(uint64_t seq) {
+  return e->write([&](txn& t) -> status {
+    auto cur = meta_u64(t, "cursor");
     if (!cur)
       return cur.error();
     if (seq <= *cur)
       return {};
-    return t.put(impl_->meta, "cursor", le64(seq));
+    return t.put(meta, "cursor", le64(seq));
   });
 }
 
 // -- reading
 // -------------------------------------------------------------------------
 
-result<std::optional<client_message>> client_store::get(uint64_t id) {
-  auto t = impl_->e->begin_read();
+result<std::optional<client_message>> lmdb_client_store::get(uint64_t id) {
+  auto t = e->begin_read();
   if (!t)
     return t.error();
-  return impl_->load(*t, id);
+  return load(*t, id);
 }
 
 result<std::vector<client_message>>
-client_store::read(const std::string& peer, uint32_t group_id, uint64_t from_id,
-                   size_t count, read_order order) {
+lmdb_client_store::read(const std::string& peer, uint32_t group_id,
+                        uint64_t from_id, size_t count, read_order order) {
   if (auto s = check_conversation("read", peer, group_id); !s)
     return s;
   std::vector<client_message> out;
@@ -763,10 +810,10 @@ client_store::read(const std::string& peer, uint32_t group_id, uint64_t from_id,
   bool backward = order == read_order::newest_first;
   if (!backward && from_id == std::numeric_limits<uint64_t>::max())
     return out;
-  auto t = impl_->e->begin_read();
+  auto t = e->begin_read();
   if (!t)
     return t.error();
-  auto c = t->open_cursor(impl_->conv);
+  auto c = t->open_cursor(conv);
   if (!c)
     return c.error();
   auto ck = conversation_key(peer, group_id);
@@ -782,12 +829,12 @@ client_store::read(const std::string& peer, uint32_t group_id, uint64_t from_id,
     if (k.size() != ck.size() + 8 || k.substr(0, ck.size()) != ck)
       break;
     auto id = get_be64(k.data() + ck.size());
-    auto m = impl_->load(*t, id);
+    auto m = load(*t, id);
     if (!m)
       return m.error();
     if (!*m)
-      return impl_->corrupt("conversation index: message " + hex_id(id) +
-                            " is listed but not stored");
+      return corrupt("conversation index: message " + hex_id(id) +
+                     " is listed but not stored");
     out.push_back(std::move(**m));
   }
   if (!s)
@@ -795,11 +842,11 @@ client_store::read(const std::string& peer, uint32_t group_id, uint64_t from_id,
   return out;
 }
 
-result<std::vector<conversation_summary>> client_store::summary() {
-  auto t = impl_->e->begin_read();
+result<std::vector<conversation_summary>> lmdb_client_store::summary() {
+  auto t = e->begin_read();
   if (!t)
     return t.error();
-  auto c = t->open_cursor(impl_->convs);
+  auto c = t->open_cursor(convs);
   if (!c)
     return c.error();
   std::vector<conversation_summary> out;
@@ -809,13 +856,13 @@ result<std::vector<conversation_summary>> client_store::summary() {
     conv_state st;
     if (!decode_conversation_key(c->key(), cs.peer, cs.group_id) ||
         !decode_conv_state(c->value(), st))
-      return impl_->corrupt("conversation record");
-    auto m = impl_->load(*t, st.last);
+      return corrupt("conversation record");
+    auto m = load(*t, st.last);
     if (!m)
       return m.error();
     if (!*m)
-      return impl_->corrupt("conversation record: its last message " +
-                            hex_id(st.last) + " is not stored");
+      return corrupt("conversation record: its last message " +
+                     hex_id(st.last) + " is not stored");
     cs.last = std::move(**m);
     cs.unread = st.unread;
     out.push_back(std::move(cs));
@@ -827,15 +874,16 @@ result<std::vector<conversation_summary>> client_store::summary() {
   return out;
 }
 
-result<uint64_t> client_store::mark_read(const std::string& peer,
-                                         uint32_t group_id, uint64_t up_to) {
+result<uint64_t> lmdb_client_store::mark_read(const std::string& peer,
+                                              uint32_t group_id,
+                                              uint64_t up_to) {
   if (auto s = check_conversation("mark_read", peer, group_id); !s)
     return s;
   auto ck = conversation_key(peer, group_id);
   uint64_t highest = 0;
-  auto st = impl_->e->write([&](txn& t) -> status {
+  auto st = e->write([&](txn& t) -> status {
     highest = 0;
-    auto cs = impl_->get_conv(t, ck);
+    auto cs = get_conv(t, ck);
     if (!cs)
       return cs.error();
     if (!*cs || (*cs)->unread == 0)
@@ -845,7 +893,7 @@ result<uint64_t> client_store::mark_read(const std::string& peer,
     // read conversations cost nothing, long ones only their unread tail.
     std::vector<client_message> marked;
     {
-      auto c = t.open_cursor(impl_->conv);
+      auto c = t.open_cursor(conv);
       if (!c)
         return c.error();
       uint64_t seen = 0;
@@ -857,12 +905,12 @@ result<uint64_t> client_store::mark_read(const std::string& peer,
         if (k.size() != ck.size() + 8 || k.substr(0, ck.size()) != ck)
           break;
         auto id = get_be64(k.data() + ck.size());
-        auto m = impl_->load(t, id);
+        auto m = load(t, id);
         if (!m)
           return m.error();
         if (!*m)
-          return impl_->corrupt("conversation index: message " + hex_id(id) +
-                                " is listed but not stored");
+          return corrupt("conversation index: message " + hex_id(id) +
+                         " is listed but not stored");
         if (!is_unread(**m))
           continue;
         ++seen;
@@ -876,21 +924,21 @@ result<uint64_t> client_store::mark_read(const std::string& peer,
       m.read = true;
       if (m.status == status_received_new)
         m.status = status_received_read;
-      if (auto s = t.put(impl_->messages, be64(m.id), encode_message(m)); !s)
+      if (auto s = t.put(messages, be64(m.id), encode_message(m)); !s)
         return s;
       highest = std::max(highest, m.seq);
     }
     state.unread -= std::min<uint64_t>(state.unread, marked.size());
-    return t.put(impl_->convs, ck, encode_conv_state(state));
+    return t.put(convs, ck, encode_conv_state(state));
   });
   if (!st)
     return st;
   return highest;
 }
 
-status client_store::remove(uint64_t id) {
-  return impl_->e->write([&](txn& t) -> status {
-    auto m = impl_->load(t, id);
+status lmdb_client_store::remove(uint64_t id) {
+  return e->write([&](txn& t) -> status {
+    auto m = load(t, id);
     if (!m)
       return m.error();
     if (!*m)
@@ -898,27 +946,25 @@ status client_store::remove(uint64_t id) {
                     "remove: there is no message " + hex_id(id)};
     auto& msg = **m;
     auto key = be64(id);
-    if (auto s = t.del(impl_->messages, key); !s)
+    if (auto s = t.del(messages, key); !s)
       return s;
     auto ck = conversation_key(msg.peer, msg.group_id);
-    if (auto s = t.del(impl_->conv, conv_entry(ck, id));
+    if (auto s = t.del(conv, conv_entry(ck, id));
         !s && s.code() != status_code::not_found)
       return s;
     if (msg.seq != 0)
-      if (auto s =
-            impl_->index_del(t, impl_->by_seq, be64(msg.seq), id, "by_seq");
-          !s)
+      if (auto s = index_del(t, by_seq, be64(msg.seq), id, "by_seq"); !s)
         return s;
-    if (auto s = impl_->index_del(t, impl_->by_mid,
-                                  mid_key(msg.sender, msg.mid), id, "by_mid");
+    if (auto s =
+          index_del(t, by_mid, mid_key(msg.sender, msg.mid), id, "by_mid");
         !s)
       return s;
     if (msg.outgoing) {
-      auto s = t.del(impl_->outbox, key);
+      auto s = t.del(outbox_db, key);
       if (!s && s.code() != status_code::not_found)
         return s;
     }
-    auto cs = impl_->get_conv(t, ck);
+    auto cs = get_conv(t, ck);
     if (!cs)
       return cs.error();
     if (!*cs)
@@ -927,41 +973,39 @@ status client_store::remove(uint64_t id) {
     if (is_unread(msg) && state.unread > 0)
       --state.unread;
     if (state.last == id) {
-      auto prev = impl_->last_before(t, ck, id);
+      auto prev = last_before(t, ck, id);
       if (!prev)
         return prev.error();
       if (*prev == 0)
-        return t.del(impl_->convs, ck); // the conversation is empty now
+        return t.del(convs, ck); // the conversation is empty now
       state.last = *prev;
     }
-    return t.put(impl_->convs, ck, encode_conv_state(state));
+    return t.put(convs, ck, encode_conv_state(state));
   });
 }
 
 // -- key/value
 // -----------------------------------------------------------------------
 
-status client_store::kv_put(const std::string& key, const std::string& value) {
-  if (key.empty() || key.size() > impl_->e->max_key_size())
+status lmdb_client_store::kv_put(const std::string& key,
+                                 const std::string& value) {
+  if (key.empty() || key.size() > e->max_key_size())
     return status{status_code::invalid_argument,
-                  "kv_put: keys are 1 to " +
-                    std::to_string(impl_->e->max_key_size()) + " bytes, got " +
-                    std::to_string(key.size())};
-  return impl_->e->write(
-    [&](txn& t) -> status { return t.put(impl_->kv, key, value); });
+                  "kv_put: keys are 1 to " + std::to_string(e->max_key_size()) +
+                    " bytes, got " + std::to_string(key.size())};
+  return e->write([&](txn& t) -> status { return t.put(kv, key, value); });
 }
 
 result<std::optional<std::string>>
-client_store::kv_get(const std::string& key) {
-  if (key.empty() || key.size() > impl_->e->max_key_size())
+lmdb_client_store::kv_get(const std::string& key) {
+  if (key.empty() || key.size() > e->max_key_size())
     return status{status_code::invalid_argument,
-                  "kv_get: keys are 1 to " +
-                    std::to_string(impl_->e->max_key_size()) + " bytes, got " +
-                    std::to_string(key.size())};
-  auto t = impl_->e->begin_read();
+                  "kv_get: keys are 1 to " + std::to_string(e->max_key_size()) +
+                    " bytes, got " + std::to_string(key.size())};
+  auto t = e->begin_read();
   if (!t)
     return t.error();
-  auto v = t->get(impl_->kv, key);
+  auto v = t->get(kv, key);
   if (!v)
     return v.error();
   if (!*v)

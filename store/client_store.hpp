@@ -1,12 +1,23 @@
 #pragma once
 
-// The client SDK's local database on LMDB: messages sent and received per
+// The client SDK's local database: messages sent and received per
 // conversation, the outbox of messages not yet SENT, the device id, the log
-// cursor, and a small key/value store. Pure C++: no actors, no sockets; the
-// SDK's storage actor is its only writer.
+// cursor, and a small key/value store. Pure C++: no actors, no sockets.
 //
-// Thread-safety: as server_store: reads from any thread (each in its own
-// short read transaction), writes from one thread at a time.
+// One interface, two backends (docs/ARCHITECTURE.md section 11):
+// - open(dir): LMDB in `dir` (store/client_store.cpp). Durable.
+// - open_memory(): everything in memory (store/client_store_memory.cpp), for
+//   clients without a database: no files, no descriptors, lost with the
+//   object. Holds at most memory_options::max_messages messages (see there).
+// The doc comments below are the contract of both; where the memory backend
+// differs (after an eviction), the comment says so.
+//
+// Thread-safety: reads from any thread, concurrently; writes from one thread
+// at a time, which need not be the same thread each time (the SDK writes from
+// the caller's thread for a send and from its actor otherwise). LMDB: each
+// read in its own short read transaction, writers serialised by LMDB's writer
+// lock. Memory: a std::shared_mutex, shared for reads and exclusive for
+// writes, so concurrent writers are safe there too.
 //
 // Identities: an outgoing message is identified by its `mid` (the id the
 // client gave it, unique per device). An incoming message gets a local `id`
@@ -59,96 +70,144 @@ struct conversation_summary {
 /// Which end of a conversation a page starts from.
 enum class read_order { newest_first, oldest_first };
 
+/// Options of the memory backend (client_store::open_memory).
+struct memory_options {
+  /// Most messages held; 0 = unbounded. Beyond it, after each write, the
+  /// oldest (lowest local id) messages in a FINAL state are evicted until
+  /// the cap holds again. Final: a message set_status cannot reach (one
+  /// received, or an outgoing copy sent by another device of this user);
+  /// an outgoing message of this device (id == mid) whose status is a
+  /// failure (bit 0x80), READ (0x03), DELIVERED (0x02) when its flags lack
+  /// read_receipt (0x02), or SENT (0x01) when its flags have neither
+  /// delivery_receipt (0x01) nor read_receipt (0x02). Messages in the outbox
+  /// or waiting for a receipt are never evicted, so status updates always
+  /// find them; they may hold the store above the cap.
+  ///
+  /// Eviction removes the message and its index entries (by seq, by
+  /// (sender, mid), its conversation's page index); get() and read() no
+  /// longer see it, and requeue() of an evicted failure is not_found. What
+  /// stays right:
+  /// - Dedup by seq: an incoming message whose seq is <= the highest seq of
+  ///   any evicted incoming message counts as a duplicate (the server
+  ///   delivers a user's log in seq order, so it is a redelivery).
+  ///   Dedup by (sender, mid) is only as good as what is still held: a
+  ///   real-time (seq 0) resend of an evicted message is stored again.
+  /// - summary(): a conversation keeps its last message even when that
+  ///   message was evicted (the entry keeps it), and the conversation stays
+  ///   listed while all its messages are evicted.
+  /// - Unread counts count the unread incoming messages HELD: evicting an
+  ///   unread message decrements its conversation's count, so mark_read
+  ///   (which can only mark held messages) brings it to 0. (Its READ receipt
+  ///   is then never sent.)
+  size_t max_messages = 100000;
+};
+
 class client_store {
  public:
-  /// Opens (or creates) the database in `dir`.
+  /// Opens (or creates) the LMDB database in `dir`.
   static result<std::unique_ptr<client_store>>
   open(const std::string& dir, const env_options& opts = {});
 
-  ~client_store();
+  /// A new, empty database in memory: opens no file. Never fails.
+  static std::unique_ptr<client_store>
+  open_memory(const memory_options& opts = {});
+
+  virtual ~client_store();
+
+  client_store(const client_store&) = delete;
+  client_store& operator=(const client_store&) = delete;
 
   /// The device id: made (random, 32 hex digits) and stored on first call.
-  result<std::string> device_id();
+  virtual result<std::string> device_id() = 0;
 
   /// A new local id: strictly increasing, never 0, persisted (a restart
   /// continues above every id handed out before). Time-based (ms << 20)
   /// plus a counter, so ids also grow across reinstalls.
-  result<uint64_t> next_id(uint64_t now_ms);
+  virtual result<uint64_t> next_id(uint64_t now_ms) = 0;
 
   // -- outgoing --------------------------------------------------------------
 
   /// Stores a new outgoing message (status OUTBOX) and queues it in the
   /// outbox. REQUIRES: m.outgoing, m.id == m.mid != 0.
-  status add_outgoing(const client_message& m);
+  virtual status add_outgoing(const client_message& m) = 0;
+
+  /// next_id(now_ms) and add_outgoing in one write transaction: sets
+  /// `m.id = m.mid =` the next id (next_id's rules) and `m.status` to
+  /// OUTBOX, stores the message and queues it in the outbox. Whatever
+  /// m.id, m.mid and m.status held is ignored. REQUIRES: m.outgoing. On an
+  /// error `m` is unchanged and no id is used up.
+  virtual status add_new_outgoing(client_message& m, uint64_t now_ms) = 0;
 
   /// Messages waiting to be SENT, oldest first.
-  result<std::vector<client_message>> outbox();
+  virtual result<std::vector<client_message>> outbox() = 0;
 
   /// Sets the status of the outgoing message `mid`; a status other than
   /// OUTBOX takes it out of the outbox. A status never goes backwards
   /// (SENT after DELIVERED is ignored; failures replace OUTBOX and SENT).
   /// `seq` and `ts_ms` are stored when not 0. Returns the updated message,
   /// or not_found.
-  result<client_message> set_status(uint64_t mid, uint8_t status,
-                                    uint64_t seq = 0, uint64_t ts_ms = 0);
+  virtual result<client_message> set_status(uint64_t mid, uint8_t status,
+                                            uint64_t seq = 0,
+                                            uint64_t ts_ms = 0) = 0;
 
   /// Puts a failed (or still queued) outgoing message back into the outbox
   /// with status OUTBOX, for a resend: failures are final for set_status,
   /// a resend is the one way out. Errors: not_found; failed_precondition
   /// when it was SENT or beyond already.
-  result<client_message> requeue(uint64_t mid);
+  virtual result<client_message> requeue(uint64_t mid) = 0;
 
   // -- incoming
   // ------------------------------------------------------------------
 
   /// Stores a received message unless a message with the same `seq` (when
-  /// not 0) or the same (sender, mid) is stored already. Assigns `m.id`.
-  /// Returns true when it was new.
-  result<bool> add_incoming(client_message& m);
+  /// not 0) or the same (sender, mid) is stored already. Assigns `m.id`
+  /// (the stored copy's id for a duplicate; 0 for a duplicate of a message
+  /// the memory backend evicted, see memory_options). Returns true when it
+  /// was new.
+  virtual result<bool> add_incoming(client_message& m) = 0;
 
   /// The highest server log seq stored (the SDK's ack position).
-  result<uint64_t> cursor();
+  virtual result<uint64_t> cursor() = 0;
 
   /// Raises the cursor to `seq` (never lowers it).
-  status set_cursor(uint64_t seq);
+  virtual status set_cursor(uint64_t seq) = 0;
 
   // -- reading
   // ---------------------------------------------------------------------
 
   /// One message by local id.
-  result<std::optional<client_message>> get(uint64_t id);
+  virtual result<std::optional<client_message>> get(uint64_t id) = 0;
 
   /// A page of the conversation with `peer` (or `group_id`): at most `count`
   /// messages strictly before (newest_first) or after (oldest_first) the
   /// message with local id `from_id`; `from_id` 0 starts at the end.
-  result<std::vector<client_message>> read(const std::string& peer,
-                                           uint32_t group_id, uint64_t from_id,
-                                           size_t count, read_order order);
+  virtual result<std::vector<client_message>>
+  read(const std::string& peer, uint32_t group_id, uint64_t from_id,
+       size_t count, read_order order) = 0;
 
   /// Every conversation with its last message and unread count, the most
   /// recent conversation first.
-  result<std::vector<conversation_summary>> summary();
+  virtual result<std::vector<conversation_summary>> summary() = 0;
 
   /// Marks incoming messages of the conversation read, up to local id
   /// `up_to` (0: all). Returns the highest server seq marked (for the READ
   /// receipt), 0 when none.
-  result<uint64_t> mark_read(const std::string& peer, uint32_t group_id,
-                             uint64_t up_to = 0);
+  virtual result<uint64_t> mark_read(const std::string& peer, uint32_t group_id,
+                                     uint64_t up_to = 0) = 0;
 
-  /// Deletes a message locally.
-  status remove(uint64_t id);
+  /// Deletes a message locally. Removing the last message a conversation
+  /// holds removes the conversation.
+  virtual status remove(uint64_t id) = 0;
 
   // -- key/value
   // ------------------------------------------------------------------
 
-  status kv_put(const std::string& key, const std::string& value);
-  result<std::optional<std::string>> kv_get(const std::string& key);
+  /// Keys are 1 to 511 bytes (LMDB's key limit, on both backends).
+  virtual status kv_put(const std::string& key, const std::string& value) = 0;
+  virtual result<std::optional<std::string>> kv_get(const std::string& key) = 0;
 
-  struct impl;
-
- private:
-  explicit client_store(std::unique_ptr<impl> p);
-  std::unique_ptr<impl> impl_;
+ protected:
+  client_store() = default;
 };
 
 } // namespace parley::store

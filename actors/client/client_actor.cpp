@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <random>
+#include <unordered_set>
 
 #include <unistd.h>
 
@@ -40,17 +41,18 @@ message to_public(const store::client_message& m) {
   return out;
 }
 
+uint64_t wall_ms() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(
+    duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+      .count());
+}
+
 namespace {
 
 using namespace std::chrono;
 
 enum class phase { idle, connecting, handshake, online, stopped };
-
-uint64_t wall_ms() {
-  return static_cast<uint64_t>(
-    duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-      .count());
-}
 
 struct client_state {
   std::shared_ptr<client_context> ctx;
@@ -67,6 +69,10 @@ struct client_state {
   milliseconds backoff{0};
   uint64_t stored_seq = 0; ///< Highest log seq stored locally.
   uint64_t acked_seq = 0;  ///< Highest seq acked to the server.
+  /// Outgoing mids sent on this connection and not answered yet: a message
+  /// the facade stored while the login replayed the outbox goes out once.
+  std::unordered_set<uint64_t> unanswered;
+  bool flush_pending = false; ///< A flush_atom is queued.
   std::string address;
   std::minstd_rand rng{std::random_device{}()};
   static inline const char* name = "parley.client";
@@ -100,6 +106,16 @@ void flush_out(client_ptr self) {
   }
 }
 
+/// Flushes once the messages queued now are handled: sends that arrive
+/// together leave in one TLS record and one write.
+void schedule_flush(client_ptr self) {
+  auto& st = self->state;
+  if (st.flush_pending)
+    return;
+  st.flush_pending = true;
+  self->send(self, flush_atom::value);
+}
+
 /// Drops the connection (if any) without any status change.
 void drop(client_ptr self) {
   auto& st = self->state;
@@ -108,6 +124,7 @@ void drop(client_ptr self) {
     st.pump = nullptr;
   }
   st.tls.reset();
+  st.unanswered.clear();
   st.out.clear();
   st.cipher.clear();
   ++st.generation; // (the parser is reset when the next connection starts)
@@ -167,6 +184,7 @@ void connect(client_ptr self) {
 }
 
 void send_frame_for(client_ptr self, const store::client_message& m) {
+  self->state.unanswered.insert(m.mid);
   codec::send s;
   s.mid = m.mid;
   s.peer = m.peer;
@@ -184,6 +202,7 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   st.ph = phase::online;
   st.backoff = milliseconds(0);
   st.address = ok.address;
+  st.ctx->set_address(ok.address);
   set_status(self, connection_status::online);
   // The outbox goes out in order; the server answers each (resends are
   // deduplicated by mid on the server).
@@ -197,6 +216,8 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
 void apply_status(client_ptr self, uint64_t mid, uint8_t value, uint64_t seq,
                   uint64_t ts, const std::string& text) {
   auto& st = self->state;
+  if (value != static_cast<uint8_t>(codec::message_status::outbox))
+    st.unanswered.erase(mid);
   auto before = st.ctx->db->get(mid);
   if (!before.ok() || !*before)
     return; // not sent from this device (another device's message)
@@ -366,45 +387,24 @@ caf::actor make_client_actor(caf::actor_system& sys,
         set_status(self, connection_status::stopped);
         slot->set_value({});
       },
-      [=](send_atom, std::string& peer, std::string& payload, uint16_t flags,
-          uint32_t expiry, uint16_t kind, uint64_t in_reply_to,
-          reply_slot& slot) {
+      [=](send_atom, store::client_message& m) {
+        // Stored by the facade. Sent unless offline (the login sends the
+        // outbox), sent already on this connection (the login's replay got
+        // it), or answered already.
         auto& st = self->state;
-        if (peer.empty() || peer.size() > codec::max_address) {
-          slot->set_value({0, "a peer address has 1 to 64 bytes"});
+        if (st.ph != phase::online || st.unanswered.count(m.mid) != 0)
           return;
-        }
-        if (payload.size() > codec::max_payload) {
-          slot->set_value(
-            {0, "a payload has at most 256 KiB; send files in chunks"});
+        auto now = st.ctx->db->get(m.mid);
+        if (!now.ok() || !*now ||
+            (*now)->status !=
+              static_cast<uint8_t>(codec::message_status::outbox))
           return;
-        }
-        auto id = st.ctx->db->next_id(wall_ms());
-        if (!id) {
-          slot->set_value({0, id.error().to_string()});
-          return;
-        }
-        store::client_message m;
-        m.id = m.mid = *id;
-        m.peer = std::move(peer);
-        m.sender = st.address;
-        m.outgoing = true;
-        m.kind = kind;
-        m.flags = flags;
-        m.expiry_s = expiry;
-        m.in_reply_to = in_reply_to;
-        m.ts_ms = wall_ms();
-        m.status = static_cast<uint8_t>(codec::message_status::outbox);
-        m.payload = std::move(payload);
-        if (auto s = st.ctx->db->add_outgoing(m); !s) {
-          slot->set_value({0, s.to_string()});
-          return;
-        }
-        if (st.ph == phase::online) {
-          send_frame_for(self, m);
-          flush_out(self);
-        }
-        slot->set_value({m.id, {}});
+        send_frame_for(self, m);
+        schedule_flush(self);
+      },
+      [=](flush_atom) {
+        self->state.flush_pending = false;
+        flush_out(self);
       },
       [=](resend_atom, uint64_t id, reply_slot& slot) {
         auto& st = self->state;

@@ -11,9 +11,9 @@
 // thread, also from inside callbacks, and needs no actor of its own.
 //   (start, slot)                    connect and log in, keep reconnecting
 //   (stop, slot)                     goodbye and close; answers when done
-//   (send, peer, payload, flags, expiry, kind, in_reply_to, slot)
-//                                    stores it (OUTBOX), sends it if online;
-//                                    answers with its id
+//   (send, message)                  the facade stored it (OUTBOX) on its
+//                                    own thread; sends it if online and not
+//                                    sent on this connection already
 //   (resend, id, slot), (remove, id, slot)
 //   (markread, peer, up_to, slot)    mark read locally + READ to the peer
 // A slot answers {id, error}; error empty on success.
@@ -50,6 +50,7 @@ using mark_atom = caf::atom_constant<caf::atom("markread")>;
 using connected_atom = caf::atom_constant<caf::atom("connected")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
 
 /// The answer to a facade call.
 struct call_result {
@@ -75,6 +76,18 @@ struct client_context {
   std::vector<std::shared_ptr<listener>> listeners;
   std::atomic<uint8_t> status{0};
 
+  /// This user's address, as the server said at login (empty before).
+  std::string address() {
+    std::lock_guard<std::mutex> guard{address_mtx};
+    return address_;
+  }
+  void set_address(std::string a) {
+    std::lock_guard<std::mutex> guard{address_mtx};
+    address_ = std::move(a);
+  }
+  std::mutex address_mtx;
+  std::string address_;
+
   /// Runs `f` on every listener, on the client's strand.
   template<class F>
   void emit(F f) {
@@ -90,6 +103,9 @@ struct client_context {
   }
 };
 
+/// Wall-clock milliseconds since the epoch.
+uint64_t wall_ms();
+
 /// The public view of a stored message.
 message to_public(const store::client_message& m);
 
@@ -101,3 +117,4 @@ caf::actor make_client_actor(caf::actor_system& sys,
 
 // Local only (never serialized): whitelisted for CAF messages.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::cli::reply_slot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::store::client_message)

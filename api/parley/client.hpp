@@ -30,6 +30,7 @@
 #include <parley/status.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -185,9 +186,13 @@ struct client_options {
   /// fingerprint of its certificate. Verification is always on.
   std::string ca_file;
   std::string fingerprint;
-  /// Directory of the local database; empty keeps everything in a
-  /// temporary database that is deleted when the client goes away.
+  /// Directory of the local database (LMDB). Empty keeps the database in
+  /// memory: nothing survives the client, no file is opened (what a
+  /// simulator of thousands of users wants), and at most
+  /// `memory_messages` messages are held: beyond that the oldest finished
+  /// ones (received, or sent and at their last status) are dropped.
   std::string database;
+  size_t memory_messages = 100000;
   /// Device id; empty: made once and kept in the database.
   std::string device_id;
   /// Reconnect backoff: first delay and the ceiling (with jitter).
@@ -259,8 +264,11 @@ class client {
   /// The device id in use.
   const std::string& device_id() const;
 
-  /// Sends a message; returns its id at once (status OUTBOX). It goes out
-  /// when online and survives a restart when there is a database.
+  /// Sends a message; returns its id at once (status OUTBOX): it is stored
+  /// in the local database by the calling thread, without waiting for the
+  /// connection. It goes out when online and survives a restart when there
+  /// is a database. Errors: invalid_argument (peer or payload too long), or
+  /// the database's error.
   result<uint64_t> send(const std::string& peer, const std::string& payload,
                         const send_options& opts = {});
 

@@ -5,6 +5,7 @@
 #include "tests/support/test_client.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <csignal>
 #include <fstream>
@@ -249,4 +250,115 @@ TEST_CASE(
   CHECK(rc != 0); // TLS 1.2 only with parleyd --tls12
   CHECK(out.find("alert protocol version") != std::string::npos);
   CHECK(out.find("Cipher is (NONE)") != std::string::npos);
+}
+
+// -- parley-sim
+// ------------------------------------------------------------------
+
+namespace {
+
+/// Runs parley-sim with `args`; returns its exit code, output and report.
+struct sim_run {
+  int code = -1;
+  std::string output;
+  nlohmann::json report;
+};
+
+sim_run run_sim(const std::string& args) {
+  temp_dir dir;
+  auto file = dir.path() + "/report.json";
+  auto [code, out] =
+    run_command(std::string{PARLEY_SIM} + " -q --json " + file + " " + args);
+  sim_run r{code, out, {}};
+  std::ifstream in{file};
+  if (in)
+    r.report = nlohmann::json::parse(in, nullptr, false);
+  return r;
+}
+
+void check_verified(const sim_run& r) {
+  CHECK_MESSAGE(r.code == 0, r.output);
+  REQUIRE_MESSAGE(r.report.is_object(), r.output);
+  CHECK(r.report["lost"] == 0);
+  CHECK(r.report["duplicated"] == 0);
+  CHECK(r.report["reordered"] == 0);
+  CHECK(r.report["pending"] == 0);
+  CHECK(r.report["verified"] == true);
+}
+
+} // namespace
+
+TEST_CASE("parley-sim runs every scenario on a parleyd of its own, verified") {
+  const std::string spawn = "--spawn-server --server-threads 1 --users 20 ";
+  SUBCASE("chat, closed loop") {
+    auto r = run_sim(spawn + "chat --duration 1");
+    check_verified(r);
+    CHECK(r.report["mode"] == "closed");
+    CHECK(r.report["delivered"].get<uint64_t>() > 0);
+    CHECK(r.report["delivered"] == r.report["sent"]);
+    CHECK(r.report["latency_ms"]["p99"].get<double>() > 0);
+    CHECK(r.report["server_rss_mb"].get<double>() > 0);
+  }
+  SUBCASE("chat, open loop") {
+    auto r = run_sim(spawn + "chat --rate 400 --duration 1");
+    check_verified(r);
+    CHECK(r.report["mode"] == "open");
+    // 400 messages/s for a second: the schedule says 400, give or take
+    // the last tick.
+    CHECK(r.report["attempted"].get<uint64_t>() >= 390);
+    CHECK(r.report["attempted"].get<uint64_t>() <= 400);
+  }
+  SUBCASE("pairs without receipts") {
+    auto r = run_sim(spawn + "pairs --duration 1 --no-receipts");
+    check_verified(r);
+    CHECK(r.report["delivered"].get<uint64_t>() > 0);
+  }
+  SUBCASE("storm") {
+    auto r = run_sim(spawn + "storm --idle 0");
+    check_verified(r);
+    CHECK(r.report["login_failures"] == 0);
+    CHECK(r.report["login_s"].get<double>() > 0);
+  }
+  SUBCASE("offline drain") {
+    auto r = run_sim(spawn + "offline --messages 2000");
+    check_verified(r);
+    CHECK(r.report["delivered"] == 2000);
+    CHECK(r.report["drain_per_s"].get<double>() > 0);
+  }
+}
+
+TEST_CASE("parley-sim against a running parleyd: users made once, then read") {
+  temp_dir dir;
+  parleyd_process srv{dir.path() + "/data", 0};
+  auto tokens = dir.path() + "/tokens.txt";
+  auto common = "--server 127.0.0.1:" + std::to_string(srv.port()) +
+                " --data-dir " + dir.path() + "/data --tokens " + tokens +
+                " --users 10 ";
+  auto first = run_sim(common + "pairs --duration 0.5");
+  check_verified(first);
+  std::ifstream in{tokens};
+  std::string user, token;
+  int lines = 0;
+  while (in >> user >> token)
+    ++lines;
+  CHECK(lines == 10);
+  // The second run logs in with the saved tokens (no admin key needed).
+  auto second = run_sim("--server 127.0.0.1:" + std::to_string(srv.port()) +
+                        " --ca " + dir.path() + "/data/cert.pem --tokens " +
+                        tokens + " --users 10 chat --duration 0.5");
+  check_verified(second);
+}
+
+TEST_CASE("parley-sim says what is wrong when it cannot run") {
+  auto r = run_command(std::string{PARLEY_SIM} +
+                       " --server 127.0.0.1:1 --admin-key k --users 5 chat");
+  CHECK(r.first == 2);
+  CHECK(r.second.find("parley-sim: ") != std::string::npos);
+  auto odd = run_command(std::string{PARLEY_SIM} +
+                         " --spawn-server --users 5 pairs");
+  CHECK(odd.first == 2);
+  CHECK(odd.second.find("even number of users") != std::string::npos);
+  auto none = run_command(std::string{PARLEY_SIM} + " --users 5 chat");
+  CHECK(none.first == 2);
+  CHECK(none.second.find("--tokens") != std::string::npos);
 }

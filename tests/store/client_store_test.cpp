@@ -1,6 +1,12 @@
 // The client SDK's local database: device id, ids, outbox and statuses,
 // incoming dedup, the cursor, conversation pages, summary and unread counts,
 // removal, key/value and the format check. Pure store tests: time passed in.
+//
+// Every behaviour both backends share is a TEST_CASE_TEMPLATE over
+// lmdb_backend and memory_backend; on the memory backend fixture::reopen()
+// keeps the same store, so the checks after a reopen still hold there.
+// LMDB-only: persistence proper, the format check, map growth. Memory-only:
+// eviction (memory_options) and concurrent readers and writers.
 
 #include "store/client_store.hpp"
 
@@ -9,7 +15,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <map>
+#include <optional>
+#include <random>
+#include <thread>
 
 using namespace parley;
 using namespace parley::store;
@@ -35,23 +46,45 @@ env_options fast() {
   return o;
 }
 
+/// Backend tags for TEST_CASE_TEMPLATE.
+struct lmdb_backend {
+  static constexpr bool memory = false;
+};
+struct memory_backend {
+  static constexpr bool memory = true;
+};
+
 struct fixture {
-  test::temp_dir dir;
+  bool memory;
+  memory_options mem_opts;
+  std::optional<test::temp_dir> dir; // LMDB only
   std::unique_ptr<client_store> db;
   uint64_t now = t0;
 
-  fixture() { reopen(); }
+  explicit fixture(bool in_memory = false, memory_options mo = {})
+    : memory(in_memory), mem_opts(mo) {
+    if (!memory)
+      dir.emplace();
+    reopen();
+  }
 
+  /// LMDB: closes and opens the database again. Memory: makes the store on
+  /// the first call, keeps it afterwards (nothing to reopen).
   void reopen(const env_options& opts = fast()) {
+    if (memory) {
+      if (!db)
+        db = client_store::open_memory(mem_opts);
+      return;
+    }
     db.reset();
-    auto s = client_store::open(dir.path(), opts);
+    auto s = client_store::open(dir->path(), opts);
     REQUIRE_MESSAGE(s.ok(), s.error().to_string());
     db = std::move(*s);
   }
 
   /// Stores an outgoing message to `peer` (or `group`) and returns its mid.
   uint64_t send(const std::string& peer, uint32_t group,
-                const std::string& payload) {
+                const std::string& payload, uint16_t flags = 0) {
     auto id = db->next_id(now++);
     REQUIRE(id.ok());
     client_message m;
@@ -60,11 +93,35 @@ struct fixture {
     m.group_id = group;
     m.sender = "me";
     m.outgoing = true;
+    m.flags = flags;
     m.ts_ms = now;
     m.payload = payload;
     auto st = db->add_outgoing(m);
     REQUIRE_MESSAGE(st.ok(), st.to_string());
     return m.mid;
+  }
+
+  /// As send, with add_new_outgoing.
+  uint64_t send_new(const std::string& peer, const std::string& payload,
+                    uint16_t flags = 0) {
+    client_message m;
+    m.peer = peer;
+    m.sender = "me";
+    m.outgoing = true;
+    m.flags = flags;
+    m.ts_ms = now;
+    m.payload = payload;
+    auto st = db->add_new_outgoing(m, now++);
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+    REQUIRE(m.id != 0);
+    REQUIRE(m.id == m.mid);
+    return m.mid;
+  }
+
+  bool held(uint64_t id) {
+    auto m = db->get(id);
+    REQUIRE(m.ok());
+    return m->has_value();
   }
 
   /// Stores an incoming message; returns its local id (REQUIRES: new).
@@ -131,8 +188,12 @@ using strings = std::vector<std::string>;
 
 } // namespace
 
-TEST_CASE("the device id is made once and survives a reopen") {
-  fixture f;
+TYPE_TO_STRING(lmdb_backend);
+TYPE_TO_STRING(memory_backend);
+
+TEST_CASE_TEMPLATE("the device id is made once and survives a reopen", B,
+                   lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   auto id = f.db->device_id();
   REQUIRE(id.ok());
   CHECK(id->size() == 32);
@@ -143,12 +204,13 @@ TEST_CASE("the device id is made once and survives a reopen") {
   CHECK(*f.db->device_id() == *id);
   f.reopen();
   CHECK(*f.db->device_id() == *id);
-  fixture other;
+  fixture other{B::memory};
   CHECK(*other.db->device_id() != *id);
 }
 
-TEST_CASE("next_id increases strictly, across reopens and clock jumps") {
-  fixture f;
+TEST_CASE_TEMPLATE("next_id increases strictly, across reopens and clock jumps",
+                   B, lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   auto a = f.db->next_id(t0);
   REQUIRE(a.ok());
   CHECK(*a == t0 << 20);
@@ -162,12 +224,13 @@ TEST_CASE("next_id increases strictly, across reopens and clock jumps") {
   CHECK(*d == *c + 1);
   auto e = f.db->next_id(0);
   CHECK(*e == *d + 1);
-  fixture fresh;
+  fixture fresh{B::memory};
   CHECK(*fresh.db->next_id(0) == 1); // never 0
 }
 
-TEST_CASE("outgoing messages queue in the outbox until a status") {
-  fixture f;
+TEST_CASE_TEMPLATE("outgoing messages queue in the outbox until a status", B,
+                   lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   auto m1 = f.send("bob", 0, "one");
   auto m2 = f.send("bob", 0, "two");
   auto m3 = f.send("", 7, "three");
@@ -222,8 +285,9 @@ TEST_CASE("outgoing messages queue in the outbox until a status") {
   CHECK(f.outbox_mids().empty());
 }
 
-TEST_CASE("set_status and add_outgoing refuse what is wrong") {
-  fixture f;
+TEST_CASE_TEMPLATE("set_status and add_outgoing refuse what is wrong", B,
+                   lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   auto mid = f.send("bob", 0, "x");
   auto none = f.db->set_status(mid + 1000, st_sent);
   REQUIRE(!none.ok());
@@ -272,8 +336,10 @@ TEST_CASE("set_status and add_outgoing refuse what is wrong") {
   CHECK(*f.db->next_id(t0) == far + 2);
 }
 
-TEST_CASE("incoming messages are deduplicated by seq and by (sender, mid)") {
-  fixture f;
+TEST_CASE_TEMPLATE(
+  "incoming messages are deduplicated by seq and by (sender, mid)", B,
+  lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   auto out = f.send("bob", 0, "mine");
   auto m = fixture::incoming("bob", 0, 10, 500, "hello");
   m.kind = 3;
@@ -358,8 +424,9 @@ TEST_CASE("incoming messages are deduplicated by seq and by (sender, mid)") {
         status_code::invalid_argument);
 }
 
-TEST_CASE("the cursor only rises and persists") {
-  fixture f;
+TEST_CASE_TEMPLATE("the cursor only rises and persists", B, lmdb_backend,
+                   memory_backend) {
+  fixture f{B::memory};
   CHECK(*f.db->cursor() == 0);
   REQUIRE(f.db->set_cursor(10).ok());
   CHECK(*f.db->cursor() == 10);
@@ -375,8 +442,10 @@ TEST_CASE("the cursor only rises and persists") {
   CHECK(*f.db->cursor() == 12);
 }
 
-TEST_CASE("conversation pages, both directions, conversations kept apart") {
-  fixture f;
+TEST_CASE_TEMPLATE(
+  "conversation pages, both directions, conversations kept apart", B,
+  lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   // bob, bobby (a longer name with bob as prefix) and group 7 interleaved.
   std::vector<uint64_t> bob;
   bob.push_back(f.receive("bob", 0, 1, 1, "b1"));
@@ -420,8 +489,9 @@ TEST_CASE("conversation pages, both directions, conversations kept apart") {
   CHECK(both.error().code() == status_code::invalid_argument);
 }
 
-TEST_CASE("summary, unread counts and mark_read") {
-  fixture f;
+TEST_CASE_TEMPLATE("summary, unread counts and mark_read", B, lmdb_backend,
+                   memory_backend) {
+  fixture f{B::memory};
   CHECK(f.summary().empty());
   auto b1 = f.receive("bob", 0, 11, 1, "b1");
   auto b2 = f.receive("bob", 0, 12, 2, "b2");
@@ -496,8 +566,9 @@ TEST_CASE("summary, unread counts and mark_read") {
   CHECK(s[1].peer == "dave");
 }
 
-TEST_CASE("remove deletes a message and its traces") {
-  fixture f;
+TEST_CASE_TEMPLATE("remove deletes a message and its traces", B, lmdb_backend,
+                   memory_backend) {
+  fixture f{B::memory};
   auto b1 = f.receive("bob", 0, 1, 1, "b1");
   auto mine = f.send("bob", 0, "mine");
   auto b2 = f.receive("bob", 0, 2, 2, "b2");
@@ -544,8 +615,8 @@ TEST_CASE("remove deletes a message and its traces") {
   CHECK(s[0].unread == 1);
 }
 
-TEST_CASE("key/value") {
-  fixture f;
+TEST_CASE_TEMPLATE("key/value", B, lmdb_backend, memory_backend) {
+  fixture f{B::memory};
   CHECK(!f.db->kv_get("token")->has_value());
   REQUIRE(f.db->kv_put("token", "abc").ok());
   REQUIRE(f.db->kv_put("user", std::string("a\0b", 3)).ok());
@@ -613,11 +684,11 @@ TEST_CASE("writes grow the map and rerun cleanly") {
   CHECK(page->size() == 300);
 }
 
-TEST_CASE("requeue: a failed message goes back to the outbox, a sent one not") {
-  parley::test::temp_dir dir;
-  auto db = parley::store::client_store::open(dir.path());
-  REQUIRE(db.ok());
-  auto& s = **db;
+TEST_CASE_TEMPLATE(
+  "requeue: a failed message goes back to the outbox, a sent one not", B,
+  lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  auto& s = *f.db;
   parley::store::client_message m;
   m.id = m.mid = 42;
   m.outgoing = true;
@@ -635,4 +706,830 @@ TEST_CASE("requeue: a failed message goes back to the outbox, a sent one not") {
   CHECK(s.requeue(42).error().code() ==
         parley::status_code::failed_precondition);
   CHECK(s.requeue(7).error().code() == parley::status_code::not_found);
+}
+
+// -- add_new_outgoing (both backends)
+// ---------------------------------------------------------
+
+TEST_CASE_TEMPLATE("add_new_outgoing takes the next id and queues the message "
+                   "in one step",
+                   B, lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  client_message m;
+  m.id = m.mid = 99;       // ignored: the store assigns them
+  m.status = st_delivered; // ignored: queued as OUTBOX
+  m.peer = "bob";
+  m.sender = "me";
+  m.outgoing = true;
+  m.kind = 2;
+  m.flags = 0x3;
+  m.ts_ms = t0;
+  m.payload = "one";
+  REQUIRE(f.db->add_new_outgoing(m, t0).ok());
+  auto a = m.id;
+  CHECK(a == t0 << 20); // next_id's rule
+  CHECK(m.mid == a);
+  CHECK(m.status == st_outbox);
+  auto stored = f.get(a);
+  CHECK(stored.mid == a);
+  CHECK(stored.outgoing);
+  CHECK(stored.status == st_outbox);
+  CHECK(stored.kind == 2);
+  CHECK(stored.flags == 0x3);
+  CHECK(stored.peer == "bob");
+  CHECK(stored.payload == "one");
+
+  // Strictly increasing, in step with next_id, whatever the clock does.
+  auto m2 = m;
+  m2.payload = "two";
+  REQUIRE(f.db->add_new_outgoing(m2, t0).ok()); // same millisecond
+  CHECK(m2.id == a + 1);
+  CHECK(*f.db->next_id(t0) == a + 2);
+  auto m3 = m;
+  m3.payload = "three";
+  REQUIRE(f.db->add_new_outgoing(m3, t0 - 60'000).ok()); // clock went back
+  CHECK(m3.id == a + 3);
+  auto m4 = m;
+  m4.payload = "four";
+  REQUIRE(f.db->add_new_outgoing(m4, t0 + 2).ok());
+  CHECK(m4.id == (t0 + 2) << 20);
+
+  // Queued in order, shown in the conversation, updated like any other.
+  CHECK(f.outbox_mids() == std::vector<uint64_t>{a, a + 1, a + 3, m4.id});
+  CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first) ==
+        strings{"one", "two", "three", "four"});
+  CHECK(f.db->set_status(a, st_sent, 5, t0 + 1)->status == st_sent);
+  CHECK(f.outbox_mids() == std::vector<uint64_t>{a + 1, a + 3, m4.id});
+  CHECK(f.receive("bob", 0, 6, 1, "in") == m4.id + 1); // one id space
+
+  // Refusals leave `m` as it was and use up no id.
+  client_message bad = m;
+  bad.id = bad.mid = 7;
+  bad.outgoing = false;
+  CHECK(f.db->add_new_outgoing(bad, t0).code() ==
+        status_code::invalid_argument);
+  CHECK(bad.id == 7);
+  CHECK(bad.mid == 7);
+  bad.outgoing = true;
+  bad.group_id = 3; // both a peer and a group
+  CHECK(f.db->add_new_outgoing(bad, t0).code() ==
+        status_code::invalid_argument);
+  bad.group_id = 0;
+  bad.peer.clear(); // neither
+  CHECK(f.db->add_new_outgoing(bad, t0).code() ==
+        status_code::invalid_argument);
+  bad.peer = "bob";
+  bad.sender = std::string(300, 's');
+  CHECK(f.db->add_new_outgoing(bad, t0).code() ==
+        status_code::invalid_argument);
+  CHECK(bad.id == 7);
+  CHECK(*f.db->next_id(0) == m4.id + 2);
+
+  // LMDB: the message, its place in the outbox and the id survive a reopen.
+  f.reopen();
+  CHECK(f.get(a + 3).payload == "three");
+  CHECK(f.outbox_mids() == std::vector<uint64_t>{a + 1, a + 3, m4.id});
+  auto m5 = m;
+  REQUIRE(f.db->add_new_outgoing(m5, 0).ok());
+  CHECK(m5.id == m4.id + 3);
+  CHECK(*f.db->next_id(0) == m5.id + 1);
+  // A group message.
+  auto g = m;
+  g.peer.clear();
+  g.group_id = 9;
+  g.payload = "group";
+  REQUIRE(f.db->add_new_outgoing(g, 0).ok());
+  CHECK(f.page("", 9, 0, 10, read_order::newest_first) == strings{"group"});
+
+  // Ids used up: resource_exhausted, nothing stored.
+  client_message last = m;
+  last.id = last.mid = std::numeric_limits<uint64_t>::max();
+  REQUIRE(f.db->add_outgoing(last).ok());
+  auto full = m;
+  full.payload = "too many";
+  CHECK(f.db->add_new_outgoing(full, t0).code() ==
+        status_code::resource_exhausted);
+  CHECK(full.id == a);
+  CHECK(f.outbox_mids().size() == 6);
+}
+
+// -- the memory backend's cap (memory_options::max_messages)
+// ------------------------------------------
+
+namespace {
+
+memory_options cap(size_t n) {
+  memory_options o;
+  o.max_messages = n;
+  return o;
+}
+
+constexpr uint16_t delivery_receipt = 0x01;
+constexpr uint16_t read_receipt = 0x02;
+
+} // namespace
+
+TEST_CASE("memory: beyond the cap the oldest received messages go") {
+  fixture f{true, cap(3)};
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 1; i <= 5; ++i)
+    ids.push_back(f.receive("bob", 0, i, i, "b" + std::to_string(i)));
+  CHECK(!f.held(ids[0]));
+  CHECK(!f.held(ids[1]));
+  CHECK(f.held(ids[2]));
+  CHECK(f.held(ids[4]));
+  CHECK(f.page("bob", 0, 0, 10, read_order::newest_first) ==
+        strings{"b5", "b4", "b3"});
+  CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first) ==
+        strings{"b3", "b4", "b5"});
+  // Paging from an evicted id works as from any id.
+  CHECK(f.page("bob", 0, ids[1], 10, read_order::oldest_first) ==
+        strings{"b3", "b4", "b5"});
+  CHECK(f.page("bob", 0, ids[3], 10, read_order::newest_first) ==
+        strings{"b3"});
+  auto s = f.summary();
+  REQUIRE(s.size() == 1);
+  CHECK(s[0].last.id == ids[4]);
+  CHECK(s[0].unread == 3);
+
+  // 0: no cap.
+  fixture all{true, cap(0)};
+  std::vector<uint64_t> kept;
+  for (uint64_t i = 1; i <= 200; ++i)
+    kept.push_back(all.receive("bob", 0, i, i, "x"));
+  CHECK(all.held(kept.front()));
+  CHECK(all.page("bob", 0, 0, 1000, read_order::oldest_first).size() == 200);
+}
+
+TEST_CASE("memory: messages in the outbox or waiting for a receipt stay") {
+  fixture f{true, cap(4)};
+  auto o1 = f.send("bob", 0, "o1", delivery_receipt | read_receipt);
+  auto o2 = f.send("bob", 0, "o2", delivery_receipt);
+  REQUIRE(f.db->set_status(o2, st_sent).ok()); // waits for DELIVERED
+  auto o3 = f.send_new("bob", "o3", read_receipt);
+  REQUIRE(f.db->set_status(o3, st_sent).ok());      // read_receipt: waits too
+  REQUIRE(f.db->set_status(o3, st_delivered).ok()); // waits for READ
+  auto o4 = f.send("bob", 0, "o4");
+  REQUIRE(f.db->set_status(o4, st_sent).ok()); // no receipt asked: final
+  CHECK(f.held(o4));                           // 4 held: at the cap
+
+  // A fifth message: the only final one goes.
+  auto o5 = f.send_new("bob", "o5");
+  CHECK(!f.held(o4));
+  for (auto id : {o1, o2, o3, o5})
+    CHECK(f.held(id));
+  // Nothing older is final: a received message is the one to go, at once.
+  auto i1 = f.receive("carol", 0, 1, 1, "i1");
+  CHECK(!f.held(i1));
+  CHECK(f.outbox_mids() == std::vector<uint64_t>{o1, o5});
+
+  // Every status update finds its message.
+  CHECK(f.db->set_status(o1, st_sent)->status == st_sent);
+  CHECK(f.db->set_status(o1, st_delivered)->status == st_delivered);
+  CHECK(f.db->set_status(o2, st_delivered)->status == st_delivered); // final
+  CHECK(f.db->set_status(o5, st_fail)->status == st_fail);           // final
+  CHECK(f.outbox_mids().empty());
+  for (auto id : {o1, o2, o3, o5})
+    CHECK(f.held(id)); // at the cap: nothing to evict yet
+
+  // Final ones go oldest first: o2, then o5 (a failure: requeue cannot
+  // bring it back once evicted).
+  auto i2 = f.receive("carol", 0, 2, 2, "i2");
+  CHECK(!f.held(o2));
+  CHECK(f.held(o5));
+  CHECK(f.held(i2));
+  auto i3 = f.receive("carol", 0, 3, 3, "i3");
+  CHECK(!f.held(o5));
+  CHECK(f.db->requeue(o5).error().code() == status_code::not_found);
+  CHECK(f.held(o1));
+  CHECK(f.held(o3));
+  CHECK(f.db->set_status(o3, st_read)->status == st_read); // final now
+  auto i4 = f.receive("carol", 0, 4, 4, "i4");
+  CHECK(!f.held(o3));
+  CHECK(f.held(o1));
+  CHECK(f.held(i2));
+  CHECK(f.held(i3));
+  CHECK(f.held(i4));
+  // A requeued failure is in the outbox again: not evictable.
+  auto o6 = f.send("bob", 0, "o6");
+  CHECK(!f.held(i2)); // o6 is in the outbox; i2 was the oldest final
+  REQUIRE(f.db->set_status(o6, 0x83).ok());
+  REQUIRE(f.db->requeue(o6).ok());
+  f.receive("carol", 0, 5, 5, "i5");
+  CHECK(f.held(o6));
+  CHECK(f.held(o1));
+  CHECK(!f.held(i3));
+  CHECK(f.outbox_mids() == std::vector<uint64_t>{o6});
+
+  // Only waiting messages: the store holds more than the cap until they
+  // become final, then drops to it, oldest first.
+  fixture g{true, cap(2)};
+  auto a = g.send_new("bob", "a");
+  auto b = g.send_new("bob", "b");
+  auto c = g.send_new("bob", "c");
+  CHECK(g.outbox_mids() == std::vector<uint64_t>{a, b, c});
+  REQUIRE(g.db->set_status(c, st_sent).ok());
+  CHECK(!g.held(c));
+  REQUIRE(g.db->set_status(b, st_sent).ok());
+  CHECK(g.held(b));
+  REQUIRE(g.db->set_status(a, st_sent).ok());
+  CHECK(g.held(a));
+  CHECK(g.held(b));
+}
+
+TEST_CASE("memory: a redelivery of an evicted message is a duplicate") {
+  fixture f{true, cap(2)};
+  auto a = f.receive("bob", 0, 10, 100, "a");
+  auto b = f.receive("bob", 0, 11, 101, "b");
+  auto c = f.receive("carol", 0, 12, 102, "c");
+  CHECK(!f.held(a));
+  CHECK(f.held(b));
+
+  // Its seq is at or below the highest seq evicted: a redelivery. The id
+  // is 0: the copy it duplicates is gone.
+  auto again = fixture::incoming("bob", 0, 10, 100, "a");
+  auto r = f.db->add_incoming(again);
+  REQUIRE(r.ok());
+  CHECK(!*r);
+  CHECK(again.id == 0);
+  auto older = fixture::incoming("dave", 0, 7, 5, "never seen, but older");
+  CHECK(!*f.db->add_incoming(older));
+  // Held messages: as always, by seq and by (sender, mid), with their id.
+  auto dup = fixture::incoming("carol", 0, 12, 999, "c");
+  CHECK(!*f.db->add_incoming(dup));
+  CHECK(dup.id == c);
+  auto rt = fixture::incoming("bob", 0, 0, 101, "b");
+  CHECK(!*f.db->add_incoming(rt));
+  CHECK(rt.id == b);
+  auto d = fixture::incoming("bob", 0, 13, 103, "d");
+  CHECK(*f.db->add_incoming(d));
+  CHECK(!f.held(b)); // evicted now: seq 11
+
+  // (sender, mid) dedup is only as good as what is held: a real-time resend
+  // (seq 0) of an evicted message is stored again.
+  auto rt_b = fixture::incoming("bob", 0, 0, 101, "b");
+  CHECK(*f.db->add_incoming(rt_b));
+
+  // Own outgoing messages do not raise the bar (their seq comes from a
+  // status update, not from add_incoming).
+  fixture g{true, cap(1)};
+  auto mine = g.send_new("bob", "mine");
+  REQUIRE(g.db->set_status(mine, st_sent, 50).ok());
+  auto in = g.receive("bob", 0, 30, 1, "in");
+  CHECK(!g.held(mine));
+  CHECK(g.held(in));
+  auto in2 = fixture::incoming("bob", 0, 31, 2, "in2");
+  CHECK(*g.db->add_incoming(in2));
+}
+
+TEST_CASE("memory: summary and unread counts after eviction") {
+  fixture f{true, cap(3)};
+  auto b1 = f.receive("bob", 0, 1, 1, "b1");
+  auto b2 = f.receive("bob", 0, 2, 2, "b2");
+  auto c1 = f.receive("carol", 0, 3, 1, "c1");
+  auto s = f.summary();
+  REQUIRE(s.size() == 2);
+  CHECK(s[1].unread == 2);
+
+  // Evicting an unread message takes it out of the count.
+  auto b3 = f.receive("bob", 0, 4, 3, "b3");
+  CHECK(!f.held(b1));
+  s = f.summary();
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].last.id == b3);
+  CHECK(s[0].unread == 2);
+  CHECK(s[1].last.id == c1);
+  CHECK(s[1].unread == 1);
+  CHECK(*f.db->mark_read("bob", 0, b2) == 2);
+  CHECK(f.summary()[0].unread == 1);
+  // Evicting a read one does not.
+  auto b4 = f.receive("bob", 0, 5, 4, "b4");
+  CHECK(!f.held(b2));
+  CHECK(f.summary()[0].unread == 2);
+
+  // The last (and only) message of carol goes: carol stays listed with it.
+  auto b5 = f.receive("bob", 0, 6, 5, "b5");
+  CHECK(!f.held(c1));
+  s = f.summary();
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].peer == "bob");
+  CHECK(s[0].last.id == b5);
+  CHECK(s[0].unread == 3);
+  CHECK(s[1].peer == "carol");
+  CHECK(s[1].last.id == c1);
+  CHECK(s[1].last.payload == "c1");
+  CHECK(s[1].unread == 0);
+  CHECK(f.page("carol", 0, 0, 10, read_order::newest_first).empty());
+  CHECK(*f.db->mark_read("carol", 0) == 0);
+
+  // mark_read marks what is held and brings the count to 0.
+  CHECK(*f.db->mark_read("bob", 0) == 6);
+  CHECK(f.summary()[0].unread == 0);
+  CHECK(f.get(b4).read);
+
+  // A new message to carol: her entry moves up with it.
+  auto c2 = f.receive("carol", 0, 7, 2, "c2");
+  CHECK(!f.held(b3));
+  s = f.summary();
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].last.id == c2);
+  CHECK(s[0].unread == 1);
+  CHECK(s[1].unread == 0);
+
+  // Removing the last message a conversation holds removes it.
+  REQUIRE(f.db->remove(c2).ok());
+  s = f.summary();
+  REQUIRE(s.size() == 1);
+  CHECK(s[0].peer == "bob");
+  CHECK(s[0].last.id == b5);
+  REQUIRE(f.db->remove(b5).ok());
+  CHECK(f.summary()[0].last.id == b4);
+}
+
+// -- both backends agree
+// ---------------------------------------------------------------------
+
+namespace {
+
+std::string show(const client_message& m) {
+  return std::to_string(m.id) + "/" + std::to_string(m.mid) + "/" +
+         std::to_string(m.seq) + "/" + m.peer + "/" +
+         std::to_string(m.group_id) + "/" + m.sender + "/" +
+         std::to_string(m.outgoing) + "/" + std::to_string(m.kind) + "/" +
+         std::to_string(m.flags) + "/" + std::to_string(m.expiry_s) + "/" +
+         std::to_string(m.in_reply_to) + "/" + std::to_string(m.ts_ms) + "/" +
+         std::to_string(m.status) + "/" + std::to_string(m.read) + "/" +
+         m.payload;
+}
+
+std::string show(const std::vector<client_message>& v) {
+  std::string out;
+  for (auto& m : v)
+    out += show(m) + "\n";
+  return out;
+}
+
+std::string show(const std::vector<conversation_summary>& v) {
+  std::string out;
+  for (auto& c : v)
+    out += c.peer + "/" + std::to_string(c.group_id) + "/" +
+           std::to_string(c.unread) + ": " + show(c.last) + "\n";
+  return out;
+}
+
+std::string show(const std::optional<client_message>& m) {
+  return m ? show(*m) : "none";
+}
+
+std::string show(uint64_t v) {
+  return std::to_string(v);
+}
+
+std::string show(bool v) {
+  return v ? "true" : "false";
+}
+
+/// "error <code>" or the value shown.
+template<class T>
+std::string show(const result<T>& r) {
+  if (!r)
+    return "error " + std::string{to_string(r.error().code())};
+  return show(*r);
+}
+
+std::string show(const status& s) {
+  return s ? "ok" : "error " + std::string{to_string(s.code())};
+}
+
+} // namespace
+
+TEST_CASE("the memory backend (without a cap) answers as LMDB does") {
+  fixture lm{false};
+  fixture mem{true, cap(0)};
+  std::mt19937_64 rng{20240611};
+  auto pick = [&](uint64_t n) {
+    return std::uniform_int_distribution<uint64_t>{0, n - 1}(rng);
+  };
+  const std::vector<std::string> peers{"a", "b", "ab", "me"};
+  std::vector<uint64_t> ids{0}; // every id seen, and 0
+  uint64_t now = t0;
+  auto any_id = [&] {
+    auto id = ids[pick(ids.size())];
+    return pick(8) == 0 ? id + 1 : id;
+  };
+  auto conv = [&](std::string& peer, uint32_t& group) {
+    if (pick(5) == 0) {
+      peer.clear();
+      group = 5;
+    } else {
+      peer = peers[pick(peers.size() - 1)];
+      group = 0;
+    }
+  };
+  for (int op = 0; op < 3000; ++op) {
+    now += pick(3);
+    std::string what;
+    std::string got_l, got_m;
+    switch (pick(12)) {
+    case 0:
+    case 1: { // a new outgoing message
+      client_message m;
+      conv(m.peer, m.group_id);
+      m.sender = "me";
+      m.outgoing = true;
+      m.flags = static_cast<uint16_t>(pick(4));
+      m.ts_ms = now;
+      m.payload = "out" + std::to_string(op);
+      auto ml = m, mm = m;
+      if (pick(2) == 0) {
+        what = "add_new_outgoing";
+        got_l = show(lm.db->add_new_outgoing(ml, now)) + show(ml);
+        got_m = show(mem.db->add_new_outgoing(mm, now)) + show(mm);
+      } else {
+        what = "next_id + add_outgoing";
+        auto il = lm.db->next_id(now), im = mem.db->next_id(now);
+        REQUIRE(il.ok());
+        REQUIRE(im.ok());
+        ml.id = ml.mid = *il;
+        mm.id = mm.mid = *im;
+        got_l = show(lm.db->add_outgoing(ml)) + show(ml);
+        got_m = show(mem.db->add_outgoing(mm)) + show(mm);
+      }
+      ids.push_back(ml.id);
+      break;
+    }
+    case 2:
+    case 3: { // a received message, with duplicates
+      std::string peer;
+      uint32_t group = 0;
+      conv(peer, group);
+      auto sender = group != 0 ? peers[pick(peers.size())] : peer;
+      auto m = fixture::incoming(sender, group, pick(3) == 0 ? 0 : pick(300),
+                                 pick(40), "in" + std::to_string(op));
+      if (group == 0 && pick(6) == 0) { // an outgoing copy from a device
+        m.sender = "me";
+        m.outgoing = true;
+        m.status = st_sent;
+      }
+      auto ml = m, mm = m;
+      what = "add_incoming";
+      got_l = show(lm.db->add_incoming(ml)) + show(ml.id);
+      got_m = show(mem.db->add_incoming(mm)) + show(mm.id);
+      ids.push_back(ml.id);
+      break;
+    }
+    case 4: {
+      static const uint8_t statuses[] = {st_outbox, st_sent, st_delivered,
+                                         st_read,   st_fail, st_expired,
+                                         0x83,      0x12};
+      auto id = any_id();
+      auto st = statuses[pick(8)];
+      auto seq = pick(2) == 0 ? 0 : pick(300);
+      auto ts = pick(2) == 0 ? 0 : now;
+      what = "set_status";
+      got_l = show(lm.db->set_status(id, st, seq, ts));
+      got_m = show(mem.db->set_status(id, st, seq, ts));
+      break;
+    }
+    case 5: {
+      auto id = any_id();
+      what = pick(2) == 0 ? "requeue" : "remove";
+      if (what == "requeue") {
+        got_l = show(lm.db->requeue(id));
+        got_m = show(mem.db->requeue(id));
+      } else {
+        got_l = show(lm.db->remove(id));
+        got_m = show(mem.db->remove(id));
+      }
+      break;
+    }
+    case 6: {
+      std::string peer;
+      uint32_t group = 0;
+      conv(peer, group);
+      auto up_to = pick(2) == 0 ? 0 : any_id();
+      what = "mark_read";
+      got_l = show(lm.db->mark_read(peer, group, up_to));
+      got_m = show(mem.db->mark_read(peer, group, up_to));
+      break;
+    }
+    case 7: {
+      auto seq = pick(300);
+      what = "set_cursor";
+      got_l = show(lm.db->set_cursor(seq)) + show(lm.db->cursor());
+      got_m = show(mem.db->set_cursor(seq)) + show(mem.db->cursor());
+      break;
+    }
+    default: { // reads
+      std::string peer;
+      uint32_t group = 0;
+      conv(peer, group);
+      auto from = pick(3) == 0 ? 0 : any_id();
+      auto count = static_cast<size_t>(pick(8));
+      auto order =
+        pick(2) == 0 ? read_order::newest_first : read_order::oldest_first;
+      what = "read/get/summary/outbox";
+      auto id = any_id();
+      got_l = show(lm.db->read(peer, group, from, count, order)) +
+              show(lm.db->get(id)) + show(lm.db->summary()) +
+              show(lm.db->outbox());
+      got_m = show(mem.db->read(peer, group, from, count, order)) +
+              show(mem.db->get(id)) + show(mem.db->summary()) +
+              show(mem.db->outbox());
+      break;
+    }
+    }
+    INFO("op ", op, ": ", what);
+    REQUIRE(got_l == got_m);
+  }
+  // Whole conversations at the end.
+  for (auto& p : peers) {
+    auto l = lm.db->read(p, 0, 0, 100000, read_order::oldest_first);
+    auto m = mem.db->read(p, 0, 0, 100000, read_order::oldest_first);
+    CHECK(show(l) == show(m));
+  }
+  CHECK(show(lm.db->summary()) == show(mem.db->summary()));
+}
+
+// -- threads
+// ---------------------------------------------------------------------------------
+
+TEST_CASE_TEMPLATE("one writer thread, one reader thread", B, lmdb_backend,
+                   memory_backend) {
+  // Memory: a cap, so evictions race with the reads too.
+  fixture f{B::memory, cap(300)};
+  auto& db = *f.db;
+  constexpr int writes = 1500;
+  constexpr int reads = 1500;
+  const std::vector<std::string> peers{"p0", "p1", "p2", "p3"};
+  std::atomic<uint64_t> last_out{0};
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0};
+  std::string first_error; // written by the thread that errs first
+  std::atomic<bool> have_error{false};
+  auto fail = [&](std::string what) {
+    if (!have_error.exchange(true))
+      first_error = std::move(what);
+    ++errors;
+  };
+
+  std::thread writer{[&] {
+    for (int i = 0; i < writes; ++i) {
+      const auto& peer = peers[i % 4];
+      client_message m;
+      m.peer = peer;
+      m.sender = "me";
+      m.outgoing = true;
+      m.payload = "out " + std::to_string(i);
+      if (auto s = db.add_new_outgoing(m, t0 + i); !s) {
+        fail("add_new_outgoing: " + s.to_string());
+        break;
+      }
+      last_out = m.id;
+      auto seq = static_cast<uint64_t>(2 * i + 1);
+      if (auto r = db.set_status(m.mid, st_sent, seq, t0 + i); !r) {
+        fail("set_status: " + r.error().to_string());
+        break;
+      }
+      auto in = fixture::incoming(peer, 0, seq + 1, static_cast<uint64_t>(i),
+                                  "in " + std::to_string(i));
+      auto fresh = db.add_incoming(in);
+      if (!fresh || !*fresh) {
+        fail("add_incoming");
+        break;
+      }
+      if (i % 50 == 49)
+        if (auto r = db.mark_read(peer, 0); !r) {
+          fail("mark_read: " + r.error().to_string());
+          break;
+        }
+    }
+    done = true;
+  }};
+
+  std::thread reader{[&] {
+    for (int r = 0; r < reads && errors == 0; ++r) {
+      if (auto id = last_out.load(); id != 0) {
+        auto m = db.get(id);
+        if (!m)
+          fail("get: " + m.error().to_string());
+        else if (*m && ((*m)->id != id || !(*m)->outgoing ||
+                        (*m)->payload.rfind("out ", 0) != 0 ||
+                        ((*m)->status != st_outbox && (*m)->status != st_sent)))
+          fail("get: " + show(**m));
+      }
+      const auto& peer = peers[r % 4];
+      auto page = db.read(peer, 0, 0, 20, read_order::newest_first);
+      if (!page) {
+        fail("read: " + page.error().to_string());
+      } else {
+        uint64_t prev = std::numeric_limits<uint64_t>::max();
+        for (auto& m : *page) {
+          if (m.id >= prev || m.peer != peer)
+            fail("read: out of order or another conversation: " + show(m));
+          prev = m.id;
+        }
+      }
+      auto sum = db.summary();
+      if (!sum) {
+        fail("summary: " + sum.error().to_string());
+      } else {
+        for (auto& c : *sum)
+          if (c.last.id == 0 || c.last.peer != c.peer ||
+              c.unread > static_cast<uint64_t>(writes))
+            fail("summary: " + show(*sum));
+      }
+      auto box = db.outbox();
+      if (!box) {
+        fail("outbox: " + box.error().to_string());
+      } else {
+        for (auto& m : *box)
+          if (m.status != st_outbox)
+            fail("outbox: " + show(m));
+      }
+    }
+  }};
+  writer.join();
+  reader.join();
+  CHECK(done);
+  INFO(first_error);
+  CHECK(errors == 0);
+
+  // The end state: every message there (LMDB) or the cap's worth (memory),
+  // and unread counts that match the messages held.
+  size_t held = 0;
+  auto sum = f.summary();
+  REQUIRE(sum.size() == 4);
+  for (auto& c : sum) {
+    auto page = db.read(c.peer, 0, 0, 100000, read_order::oldest_first);
+    REQUIRE(page.ok());
+    held += page->size();
+    uint64_t unread = 0;
+    for (auto& m : *page)
+      if (!m.outgoing && !m.read)
+        ++unread;
+    CHECK(c.unread == unread);
+  }
+  CHECK(held == (B::memory ? 300u : 2u * writes));
+  CHECK(f.outbox_mids().empty());
+}
+
+TEST_CASE("memory: concurrent writers are serialised") {
+  fixture f{true, cap(0)};
+  auto& db = *f.db;
+  constexpr int per_thread = 1000;
+  std::vector<uint64_t> a, b;
+  std::atomic<int> errors{0};
+  auto sender = [&](std::vector<uint64_t>& out, const std::string& peer) {
+    for (int i = 0; i < per_thread; ++i) {
+      client_message m;
+      m.peer = peer;
+      m.sender = "me";
+      m.outgoing = true;
+      m.payload = peer + std::to_string(i);
+      if (!db.add_new_outgoing(m, t0)) // one millisecond: the counter races
+        ++errors;
+      out.push_back(m.id);
+    }
+  };
+  std::thread ta{sender, std::ref(a), "bob"};
+  std::thread tb{sender, std::ref(b), "carol"};
+  std::thread tc{[&] {
+    for (int i = 1; i <= per_thread; ++i) {
+      auto m = fixture::incoming("dave", 0, static_cast<uint64_t>(i),
+                                 static_cast<uint64_t>(i), "d");
+      auto r = db.add_incoming(m);
+      if (!r || !*r)
+        ++errors;
+    }
+  }};
+  ta.join();
+  tb.join();
+  tc.join();
+  CHECK(errors == 0);
+  CHECK(std::is_sorted(a.begin(), a.end()));
+  CHECK(std::is_sorted(b.begin(), b.end()));
+  std::vector<uint64_t> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  std::sort(all.begin(), all.end());
+  CHECK(std::adjacent_find(all.begin(), all.end()) == all.end());
+  CHECK(f.outbox_mids() == all);
+  CHECK(f.page("dave", 0, 0, 5000, read_order::oldest_first).size() ==
+        size_t{per_thread});
+  CHECK(*db.next_id(t0) > std::max(all.back(), uint64_t{0}));
+}
+
+TEST_CASE("memory: eviction keeps its invariants under random operations") {
+  constexpr size_t limit = 40;
+  fixture f{true, cap(limit)};
+  std::mt19937_64 rng{7};
+  auto pick = [&](uint64_t n) {
+    return std::uniform_int_distribution<uint64_t>{0, n - 1}(rng);
+  };
+  const std::vector<std::string> peers{"a", "b", "c"};
+  // This device's outgoing messages, with their last known status.
+  std::map<uint64_t, client_message> mine;
+  auto waiting = [](const client_message& m) {
+    if ((m.status & 0x80) != 0 || m.status == st_read)
+      return false;
+    if (m.status == st_delivered)
+      return (m.flags & read_receipt) != 0;
+    if (m.status == st_sent)
+      return (m.flags & (delivery_receipt | read_receipt)) != 0;
+    return true; // OUTBOX
+  };
+  uint64_t seq = 0;
+  for (int op = 0; op < 4000; ++op) {
+    INFO("op ", op);
+    switch (pick(8)) {
+    case 0: {
+      auto mid =
+        f.send_new(peers[pick(3)], "o", static_cast<uint16_t>(pick(4)));
+      mine[mid] = f.get(mid);
+      break;
+    }
+    case 1:
+    case 2:
+    case 3: {
+      if (mine.empty())
+        break;
+      auto it = std::next(mine.begin(), static_cast<long>(pick(mine.size())));
+      static const uint8_t statuses[] = {st_sent, st_delivered, st_read,
+                                         st_fail};
+      auto r = f.db->set_status(it->first, statuses[pick(4)]);
+      if (waiting(it->second))
+        REQUIRE(r.ok()); // a message waiting for news is always there
+      if (r.ok())
+        it->second = *r;
+      else
+        mine.erase(it); // evicted (it was final)
+      break;
+    }
+    case 4: {
+      if (mine.empty())
+        break;
+      auto it = std::next(mine.begin(), static_cast<long>(pick(mine.size())));
+      auto r = f.db->requeue(it->first);
+      if (r.ok())
+        it->second = *r;
+      else if (r.error().code() == status_code::not_found)
+        mine.erase(it);
+      break;
+    }
+    case 5:
+      if (pick(10) == 0) {
+        f.db->mark_read(peers[pick(3)], 0);
+      } else if (pick(10) == 0 && !mine.empty()) {
+        auto it = std::next(mine.begin(), static_cast<long>(pick(mine.size())));
+        f.db->remove(it->first);
+        mine.erase(it);
+      }
+      break;
+    default: {
+      ++seq;
+      auto m = fixture::incoming(peers[pick(3)], 0, seq, seq, "i");
+      REQUIRE(*f.db->add_incoming(m));
+      break;
+    }
+    }
+    // Every message waiting for news is held; above the cap, only those.
+    size_t held = 0, held_waiting = 0, lost = 0;
+    for (auto& [mid, m] : mine)
+      if (waiting(m) && !f.held(mid))
+        ++lost;
+    CHECK(lost == 0);
+    auto sum = f.summary();
+    for (auto& c : sum) {
+      auto page = f.db->read(c.peer, 0, 0, 100000, read_order::oldest_first);
+      REQUIRE(page.ok());
+      uint64_t unread = 0;
+      for (auto& m : *page) {
+        ++held;
+        if (m.outgoing && m.id == m.mid && waiting(m))
+          ++held_waiting;
+        if (!m.outgoing && !m.read)
+          ++unread;
+      }
+      CHECK(c.unread == unread);
+    }
+    CHECK(held <= std::max(limit, held_waiting));
+  }
+}
+
+TEST_CASE("memory: the eviction queue sheds entries of removed messages") {
+  fixture f{true, cap(1500)};
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 1; i <= 1500; ++i)
+    ids.push_back(f.receive("bob", 0, i, i, "x"));
+  for (auto id : ids)
+    REQUIRE(f.db->remove(id).ok());
+  CHECK(f.summary().empty());
+  // 1500 stale entries, no message: the next write rebuilds the queue, and
+  // eviction goes on oldest first.
+  ids.clear();
+  for (uint64_t i = 1501; i <= 3001; ++i)
+    ids.push_back(f.receive("bob", 0, i, i, "y"));
+  CHECK(!f.held(ids[0]));
+  CHECK(f.held(ids[1]));
+  CHECK(f.page("bob", 0, 0, 5000, read_order::oldest_first).size() == 1500);
 }

@@ -1,0 +1,106 @@
+#pragma once
+
+// parley-sim's engine: thousands of simulated users, each a real libparley
+// client (real TLS to a real parleyd), all on one parley::runtime, driven by
+// a scenario, measured, and verified by the ledger. Only the public API is
+// used: what the simulator does, an application can do.
+
+#include <parley/status.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace parley::sim {
+
+enum class scenario { chat, pairs, storm, offline };
+
+/// Names: "chat", "pairs", "storm", "offline".
+const char* to_string(scenario s);
+
+struct options {
+  scenario what = scenario::chat;
+  uint32_t users = 100;
+  // Where: a running server...
+  std::string host = "127.0.0.1";
+  uint16_t port = 5290;
+  std::string admin_key;
+  std::string ca_file;
+  std::string app = "sim";
+  /// "user token" lines; read when it holds enough users, else written.
+  std::string tokens_file;
+  /// Its pid, for server_rss_mb (0: unknown unless spawned).
+  int server_pid = 0;
+  // ...or one started for the run.
+  bool spawn_server = false;
+  std::string parleyd; ///< Path of parleyd (default: next to parley-sim).
+  uint32_t server_threads = 1;
+  bool server_nosync = false;
+  // Load.
+  double duration_s = 10;
+  /// Open loop: messages per second for the whole population (0: closed).
+  double rate = 0;
+  /// Closed loop: messages in flight per user.
+  uint32_t window = 4;
+  uint32_t payload = 100;
+  bool receipts = true; ///< Ask for DELIVERED receipts.
+  /// offline: messages queued to the one offline user.
+  uint64_t offline_messages = 100000;
+  /// Logins (TLS handshakes) in flight at once.
+  uint32_t connect_window = 256;
+  /// After the load: how long to wait for what is in flight.
+  double settle_s = 10;
+  /// storm: idle time before the memory sample.
+  double idle_s = 2;
+  // Runtime.
+  uint32_t threads = 1;
+  uint32_t callback_threads = 1;
+  // Output.
+  std::string json_file;
+  bool progress = true;
+};
+
+/// What a run measured and verified (the JSON report's fields).
+struct report {
+  std::string scenario;
+  std::string mode; ///< "open" or "closed" (or "-" for storm)
+  uint32_t users = 0;
+  double duration_s = 0;
+  double rate = 0;
+  uint32_t window = 0;
+  uint32_t payload = 0;
+  uint64_t attempted = 0;
+  uint64_t sent = 0;
+  uint64_t delivered = 0;
+  uint64_t delivered_in_window = 0;
+  double delivered_per_s = 0;
+  double lat_p50 = 0, lat_p90 = 0, lat_p99 = 0, lat_p999 = 0, lat_max = 0;
+  double login_s = 0;
+  double drain_s = 0;
+  double drain_per_s = 0;
+  uint64_t lost = 0, duplicated = 0, reordered = 0, unexpected = 0;
+  uint64_t pending = 0, failed = 0, send_errors = 0;
+  uint64_t login_failures = 0;
+  double server_rss_mb = 0;        ///< At the end (or the sample, storm).
+  double server_rss_before_mb = 0; ///< Before the users logged in.
+  double rss_per_user_kib = 0;     ///< storm: (after - before) / users.
+  double server_cpu_s = 0;         ///< CPU the server used during the load.
+  double sim_cpu_s = 0;            ///< CPU this process used during the load.
+  uint32_t threads = 0, callback_threads = 0, server_threads = 0;
+  std::string server_version;
+
+  /// True when nothing was lost, duplicated, reordered or left pending.
+  bool verified() const {
+    return lost == 0 && duplicated == 0 && reordered == 0 && unexpected == 0 &&
+           pending == 0 && login_failures == 0;
+  }
+
+  std::string to_json() const;
+  std::string to_table() const;
+};
+
+/// Runs the scenario. Errors: setup failures (server unreachable, admin key
+/// refused...). A run that completes returns its report, verified or not.
+result<report> run(const options& opts);
+
+} // namespace parley::sim
