@@ -86,6 +86,10 @@ result<std::shared_ptr<runtime>> runtime::create(const runtime_options& o) {
   p->sys = p->owned.get();
   p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
   p->connector = std::make_unique<net::connector>();
+  auto poll = net::poller::start("parley.io");
+  if (!poll)
+    return poll.error();
+  p->poller = std::move(*poll);
   return std::shared_ptr<runtime>(new runtime(std::move(p)));
 }
 
@@ -99,6 +103,10 @@ result<std::shared_ptr<runtime>> interop_runtime(caf::actor_system& sys,
   p->sys = &sys;
   p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
   p->connector = std::make_unique<net::connector>();
+  auto poll = net::poller::start("parley.io");
+  if (!poll)
+    return poll.error();
+  p->poller = std::move(*poll);
   return std::shared_ptr<runtime>(new runtime(std::move(p)));
 }
 
@@ -199,6 +207,7 @@ result<std::unique_ptr<client>> client::create(const client_options& opts,
   }
   auto& rti = rt->internals();
   ctx->connector = rti.connector.get();
+  ctx->poller = rti.poller.get();
   ctx->events = rti.callbacks->make_strand();
   p->ctx = ctx;
   p->actor = cli::make_client_actor(*rti.sys, ctx);

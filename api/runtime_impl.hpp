@@ -7,6 +7,7 @@
 
 #include "actors/client/callback_pool.hpp"
 #include "actors/client/connector.hpp"
+#include "actors/common/poller.hpp"
 #include "actors/tls/tls.hpp"
 
 #include <caf/actor_system.hpp>
@@ -20,6 +21,8 @@
 namespace parley {
 
 struct runtime::impl {
+  /// Socket readiness for every client; first member, so destroyed last.
+  std::unique_ptr<net::poller> poller;
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> owned; ///< Ours, or null when hosted.
   caf::actor_system* sys = nullptr;         ///< The system in use.

@@ -2,6 +2,7 @@
 
 #include <parley/server.hpp>
 
+#include "actors/common/poller.hpp"
 #include "actors/server/connection.hpp"
 #include "actors/server/context.hpp"
 #include "codec/codec.hpp"
@@ -137,6 +138,9 @@ result<std::pair<int, uint16_t>> listen_on(const std::string& host,
 } // namespace
 
 struct server::impl {
+  /// Socket readiness for every connection; first member, so destroyed
+  /// last (after the actor system and its sessions).
+  std::unique_ptr<parley::net::poller> poller;
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> owned_sys; // ours, or null when hosted
   caf::actor_system* sys = nullptr;
@@ -342,6 +346,13 @@ server::start_on(caf::actor_system* host, const server_options& opts,
     p->owned_sys = std::make_unique<caf::actor_system>(p->cfg);
     p->sys = p->owned_sys.get();
   }
+  auto poll = parley::net::poller::start("parley.io");
+  if (!poll) {
+    ::close(sock->first);
+    return poll.error();
+  }
+  p->poller = std::move(*poll);
+  ctx->poller = p->poller.get();
   ctx->storage = parley::srv::make_storage_actor(*p->sys, ctx);
   ctx->dispatcher = parley::srv::make_dispatcher_actor(*p->sys, ctx);
   p->acceptor = parley::srv::make_acceptor(*p->sys, sock->first, ctx);

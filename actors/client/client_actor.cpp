@@ -1,6 +1,6 @@
 #include "actors/client/client_actor.hpp"
 
-#include "actors/common/byte_pump.hpp"
+#include "actors/common/channel.hpp"
 #include "actors/server/messages.hpp"
 #include "codec/codec.hpp"
 
@@ -15,13 +15,8 @@
 namespace parley::cli {
 
 using srv::bytes;
-using srv::close_atom;
-using srv::closed_atom;
-using srv::consumed_atom;
-using srv::data_atom;
-using srv::shutdown_atom;
+using srv::io_atom;
 using srv::tick_atom;
-using srv::written_atom;
 
 message to_public(const store::client_message& m) {
   message out;
@@ -57,9 +52,10 @@ enum class phase { idle, connecting, handshake, online, stopped };
 struct client_state {
   std::shared_ptr<client_context> ctx;
   phase ph = phase::idle;
-  bool wanted = false;     ///< start() was called and not stop().
-  uint64_t generation = 0; ///< Bumped per connection attempt.
-  caf::actor pump;
+  bool wanted = false;              ///< start() was called and not stop().
+  uint64_t generation = 0;          ///< Bumped per connection attempt.
+  std::unique_ptr<net::channel> ch; ///< The socket of this connection.
+  std::vector<uint8_t> rx;
   std::unique_ptr<tls::stream> tls;
   codec::frame_parser parser{codec::max_frame_body_protocol};
   codec::buffer out;
@@ -100,9 +96,10 @@ void flush_out(client_ptr self) {
     st.tls->send(st.out.data(), st.out.size(), st.cipher);
     st.out.clear();
   }
-  if (!st.cipher.empty() && st.pump) {
-    self->send(st.pump, data_atom::value, std::move(st.cipher));
-    st.cipher = tls::bytes{};
+  if (!st.cipher.empty() && st.ch) {
+    // A failed write shows as a hangup on the next read.
+    st.ch->write(st.cipher.data(), st.cipher.size());
+    st.cipher.clear();
   }
 }
 
@@ -119,10 +116,7 @@ void schedule_flush(client_ptr self) {
 /// Drops the connection (if any) without any status change.
 void drop(client_ptr self) {
   auto& st = self->state;
-  if (st.pump) {
-    self->send(st.pump, close_atom::value);
-    st.pump = nullptr;
-  }
+  st.ch.reset(); // what the kernel holds still leaves, then FIN
   st.tls.reset();
   st.unanswered.clear();
   st.out.clear();
@@ -351,10 +345,34 @@ void on_data(client_ptr self, const bytes& data) {
     put(self, codec::ack{st.stored_seq});
     st.acked_seq = st.stored_seq;
   }
-  flush_out(self);
-  if (st.pump)
-    self->send(st.pump, consumed_atom::value,
-               static_cast<uint64_t>(data.size()));
+  schedule_flush(self);
+}
+
+/// The poller saw the socket readable and/or writable.
+void on_io(client_ptr self) {
+  auto& st = self->state;
+  if (!st.ch)
+    return;
+  auto ev = st.ch->take_events();
+  if ((ev & net::io_event::writable) != 0)
+    st.ch->flush();
+  if ((ev & net::io_event::readable) == 0)
+    return;
+  auto gen = st.generation;
+  for (;;) {
+    st.rx.clear();
+    auto r = st.ch->read_some(st.rx, 64 * 1024);
+    if (!st.rx.empty())
+      on_data(self, st.rx);
+    if (st.generation != gen || !st.ch)
+      return; // dropped while handling the data
+    if (r == net::channel::read_result::data)
+      continue;
+    if (r != net::channel::read_result::drained)
+      lost(self, connection_status::offline,
+           "the connection to the server was lost", false);
+    return;
+  }
 }
 
 } // namespace
@@ -444,8 +462,17 @@ caf::actor make_client_actor(caf::actor_system& sys,
         }
         st.ph = phase::handshake;
         st.parser = codec::frame_parser{codec::max_frame_body_protocol};
-        st.pump = net::spawn_pump(self->system(), fd,
-                                  caf::actor_cast<caf::actor>(self));
+        auto me = caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
+        auto ch = net::channel::open(*st.ctx->poller, fd, [me] {
+          if (auto a = caf::actor_cast<caf::actor>(me))
+            caf::anon_send(a, io_atom::value);
+        });
+        if (!ch) {
+          lost(self, connection_status::connect_failure, ch.error().message(),
+               false);
+          return;
+        }
+        st.ch = std::move(*ch);
         st.tls = std::make_unique<tls::stream>(st.ctx->tls, st.ctx->opts.host);
         st.tls->start(st.cipher);
         put(self, codec::hello{codec::protocol_version, st.ctx->opts.app_id,
@@ -459,21 +486,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
           return;
         lost(self, connection_status::connect_failure, reason, false);
       },
-      [=](data_atom, const bytes& data) { on_data(self, data); },
-      [=](written_atom, uint64_t) {
-        // nop: a client's writes are small; the server paces delivery
-      },
-      [=](closed_atom) {
-        auto& st = self->state;
-        if (st.ph == phase::stopped || st.ph == phase::idle)
-          return;
-        st.pump = nullptr;
-        lost(self, connection_status::offline,
-             "the connection to the server was lost", false);
-      },
-      [=](shutdown_atom) {
-        // nop: only servers get this from their pumps
-      },
+      [=](io_atom) { on_io(self); },
       [=](tick_atom) { connect(self); },
       [=](ping_atom, uint64_t gen) {
         auto& st = self->state;

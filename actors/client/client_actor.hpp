@@ -18,11 +18,12 @@
 //   (markread, peer, up_to, slot)    mark read locally + READ to the peer
 // A slot answers {id, error}; error empty on success.
 // (from the connector): (connected, fd) | (failed, reason, code)
-// (from its byte pump): (data, bytes), (written, n), (closed)
+// (from the poller, via its channel): (io) the socket is readable/writable
 // (to itself): (tick, generation) reconnect timer, (ping) keepalive
 
 #include "actors/client/callback_pool.hpp"
 #include "actors/client/connector.hpp"
+#include "actors/common/poller.hpp"
 #include "actors/tls/tls.hpp"
 #include "store/client_store.hpp"
 
@@ -71,6 +72,7 @@ struct client_context {
   std::shared_ptr<store::client_store> db;
   std::string device;
   net::connector* connector = nullptr;
+  net::poller* poller = nullptr;
   std::shared_ptr<net::strand> events;
   std::mutex listeners_mtx;
   std::vector<std::shared_ptr<listener>> listeners;

@@ -1,89 +1,134 @@
 #include "actors/server/connection.hpp"
 
-#include "actors/common/byte_pump.hpp"
+#include "actors/common/poller.hpp"
 #include "actors/server/context.hpp"
+#include "actors/server/messages.hpp"
 #include "actors/server/session.hpp"
 
 #include <caf/all.hpp>
-#include <caf/io/all.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <unordered_set>
 
 namespace parley::srv {
 
 namespace {
 
-caf::behavior connection(caf::io::broker* self, caf::io::connection_handle hdl,
-                         std::shared_ptr<context> ctx) {
-  auto peer =
-    self->remote_addr(hdl) + ":" + std::to_string(self->remote_port(hdl));
-  auto session = make_session_actor(
-    self->system(), caf::actor_cast<caf::actor>(self), ctx, peer);
-  return net::byte_pump(self, hdl, session);
+struct acceptor_state {
+  std::shared_ptr<context> ctx;
+  int fd = -1;
+  uint64_t token = 0;
+  bool registered = false;
+  std::unordered_set<caf::actor> sessions;
+  std::vector<caf::response_promise> waiters;
+  static inline const char* name = "parley.acceptor";
+
+  ~acceptor_state() { stop_listening(); }
+
+  void stop_listening() {
+    if (registered) {
+      ctx->poller->remove(token);
+      registered = false;
+    }
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+};
+
+using acceptor_ptr = caf::stateful_actor<acceptor_state>*;
+
+void done_if_empty(acceptor_ptr self) {
+  auto& st = self->state;
+  if (!st.sessions.empty() || st.waiters.empty())
+    return;
+  for (auto& rp : st.waiters)
+    rp.deliver(true);
+  st.waiters.clear();
+  self->quit();
 }
 
-caf::behavior acceptor(caf::io::broker* self, int fd,
-                       std::shared_ptr<context> ctx) {
-  self->add_doorman(fd);
-  // Every connection broker, so that a shutdown reaches all sessions: also
-  // those still in the handshake and admin sessions.
-  auto conns = std::make_shared<std::unordered_set<caf::actor>>();
-  auto waiters = std::make_shared<std::vector<caf::response_promise>>();
-  auto done_if_empty = [=] {
-    if (!conns->empty() || waiters->empty())
+/// Accepts every waiting connection (the listening socket is non-blocking).
+void accept_all(acceptor_ptr self) {
+  auto& st = self->state;
+  while (st.fd >= 0) {
+    int fd = ::accept4(st.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        st.ctx->log->warn("accept: {}", std::strerror(errno));
       return;
-    for (auto& rp : *waiters)
-      rp.deliver(true);
-    waiters->clear();
-    self->quit();
-  };
-  self->set_down_handler([=](caf::down_msg& dm) {
-    conns->erase(caf::actor_cast<caf::actor>(dm.source));
-    done_if_empty();
-  });
-  return {
-    [=](const caf::io::new_connection_msg& msg) {
-      if (ctx->stopping) {
-        self->close(msg.handle);
-        return;
-      }
-      auto conn = self->fork(connection, msg.handle, ctx);
-      self->monitor(conn);
-      conns->insert(conn);
-    },
-    [=](shutdown_atom) -> caf::result<bool> {
-      // Stop accepting, tell every connection, answer when all are gone
-      // (or after a grace period for peers that never drain).
-      self->close_all();
-      for (auto& c : *conns)
-        self->send(c, shutdown_atom::value);
-      waiters->push_back(self->make_response_promise());
-      auto rp = waiters->back();
-      if (conns->empty()) {
-        done_if_empty();
-        return rp;
-      }
-      self->delayed_send(self, std::chrono::seconds(5), tick_atom::value);
-      return rp;
-    },
-    [=](tick_atom) {
-      conns->clear();
-      done_if_empty();
-    },
-    [=](const caf::io::acceptor_closed_msg&) {
-      if (!ctx->stopping)
-        ctx->log->warn("the listening socket closed");
-    },
-  };
+    }
+    if (st.ctx->stopping) {
+      ::close(fd);
+      continue;
+    }
+    auto s = make_session_actor(self->system(), fd, st.ctx);
+    self->monitor(s);
+    st.sessions.insert(s);
+  }
 }
 
 } // namespace
 
 caf::actor make_acceptor(caf::actor_system& sys, int fd,
                          std::shared_ptr<context> ctx) {
-  return sys.middleman().spawn_broker(acceptor, fd, std::move(ctx));
+  auto fn = [](acceptor_ptr self, int sock,
+               std::shared_ptr<context> c) -> caf::behavior {
+    auto& st = self->state;
+    st.ctx = std::move(c);
+    st.fd = sock;
+    int flags = ::fcntl(sock, F_GETFL, 0);
+    ::fcntl(sock, F_SETFL, flags | O_NONBLOCK);
+    auto me = caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
+    auto token = st.ctx->poller->add(sock, [me](uint32_t) {
+      if (auto a = caf::actor_cast<caf::actor>(me))
+        caf::anon_send(a, io_atom::value);
+    });
+    if (token) {
+      st.token = *token;
+      st.registered = true;
+    } else {
+      st.ctx->log->error("the listening socket: {}", token.error().to_string());
+    }
+    self->set_down_handler([=](caf::down_msg& dm) {
+      self->state.sessions.erase(caf::actor_cast<caf::actor>(dm.source));
+      done_if_empty(self);
+    });
+    return {
+      [=](io_atom) { accept_all(self); },
+      [=](shutdown_atom) -> caf::result<bool> {
+        // Stop accepting, tell every session, answer when all are gone (or
+        // after a grace period for peers that never drain).
+        auto& st = self->state;
+        st.stop_listening();
+        for (auto& s : st.sessions)
+          self->send(s, shutdown_atom::value);
+        st.waiters.push_back(self->make_response_promise());
+        auto rp = st.waiters.back();
+        if (st.sessions.empty()) {
+          done_if_empty(self);
+          return rp;
+        }
+        self->delayed_send(self, std::chrono::seconds(5), tick_atom::value);
+        return rp;
+      },
+      [=](tick_atom) {
+        self->state.sessions.clear();
+        done_if_empty(self);
+      },
+    };
+  };
+  return sys.spawn(fn, fd, std::move(ctx));
 }
 
 } // namespace parley::srv

@@ -1,9 +1,9 @@
 #pragma once
 
-// The acceptor and connection brokers. They run on CAF's multiplexer thread
-// and only move bytes: the acceptor forks one connection broker per accepted
-// socket; a connection broker spawns its session, forwards what it reads as
-// (data, bytes) and writes what the session sends back.
+// The acceptor: an actor that accepts connections on the listening socket
+// when the poller says it is readable, and spawns one session per socket
+// (the session owns it from then on). It remembers its sessions so that a
+// shutdown reaches all of them, also those still in the handshake.
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>

@@ -17,6 +17,10 @@
 #include <atomic>
 #include <memory>
 
+namespace parley::net {
+class poller;
+} // namespace parley::net
+
 namespace parley::srv {
 
 /// Milliseconds since the Unix epoch by the system clock.
@@ -26,6 +30,7 @@ struct context {
   server_options opts;
   std::shared_ptr<store::server_store> store;
   std::shared_ptr<tls::context> tls;
+  net::poller* poller = nullptr; ///< Readiness of every connection.
   std::shared_ptr<server_hooks> hooks;
   std::shared_ptr<spdlog::logger> log;
   std::string admin_key;

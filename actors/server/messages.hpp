@@ -41,6 +41,8 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using consumed_atom = caf::atom_constant<caf::atom("consumed")>;
+using io_atom = caf::atom_constant<caf::atom("io")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 // -- storage requests
 // ----------------------------------------------------------------

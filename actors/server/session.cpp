@@ -1,5 +1,6 @@
 #include "actors/server/session.hpp"
 
+#include "actors/common/channel.hpp"
 #include "actors/server/context.hpp"
 #include "codec/codec.hpp"
 
@@ -27,7 +28,10 @@ constexpr uint64_t hard_write_limit_factor = 4;
 
 struct session_state {
   std::shared_ptr<context> ctx;
-  caf::actor conn;
+  std::unique_ptr<net::channel> ch; ///< The socket (null once closed).
+  bool read_paused = false;   ///< Too many appends in flight: not reading.
+  bool resume_queued = false; ///< A resume_atom is in the mailbox.
+  bool flush_queued = false;  ///< A flush_atom is in the mailbox.
   std::string peer_addr;
   std::unique_ptr<tls::stream> tls;
   codec::frame_parser parser;
@@ -40,13 +44,12 @@ struct session_state {
   std::string token_id;
   // delivery state: the log is streamed in order from the device's cursor
   uint32_t window = 0;
-  uint64_t sent_upto = 0;      ///< Highest seq streamed (or skipped).
-  uint64_t last_delivered = 0; ///< Highest seq actually sent.
-  uint64_t acked = 0;          ///< Highest seq the device acknowledged.
-  uint64_t outstanding = 0;    ///< Bytes handed to the connection, unwritten.
+  uint64_t sent_upto = 0;         ///< Highest seq streamed (or skipped).
+  uint64_t last_delivered = 0;    ///< Highest seq actually sent.
+  uint64_t acked = 0;             ///< Highest seq the device acknowledged.
   uint32_t appends_in_flight = 0; ///< Sends waiting for the store.
-  uint64_t uncredited = 0;        ///< Bytes read but not yet credited back.
   // buffers reused across handlers
+  std::vector<uint8_t> rx;
   codec::buffer out;
   tls::bytes cipher;
   tls::bytes plain;
@@ -72,7 +75,21 @@ void unregister(session_ptr self) {
                caf::actor_cast<caf::actor>(self));
 }
 
-/// Encrypts what handlers queued in `out` and hands it to the connection.
+void schedule_flush(session_ptr self);
+
+/// The socket is gone (closed by the peer, failed, or unwritable).
+void lost(session_ptr self) {
+  auto& st = self->state;
+  if (st.ph == phase::closing)
+    return;
+  unregister(self);
+  st.ph = phase::closing;
+  st.ch.reset();
+  self->quit();
+}
+
+/// Encrypts what handlers queued in `out` and writes it to the socket (what
+/// the kernel does not take now waits in the channel).
 void flush_out(session_ptr self) {
   auto& st = self->state;
   if (!st.out.empty() && st.tls) {
@@ -80,21 +97,21 @@ void flush_out(session_ptr self) {
       st.ctx->log->debug("session {}: {}", st.peer_addr, s.to_string());
     st.out.clear();
   }
-  if (!st.cipher.empty()) {
-    st.outstanding += st.cipher.size();
-    self->send(st.conn, data_atom::value, std::move(st.cipher));
-    st.cipher = tls::bytes{};
-    if (st.outstanding >
-          hard_write_limit_factor * st.ctx->opts.max_write_buffer &&
-        st.ph != phase::closing) {
-      st.ctx->log->info("session {}: the client does not read ({} bytes "
-                        "queued): closing",
-                        st.peer_addr, st.outstanding);
-      unregister(self);
-      st.ph = phase::closing;
-      self->send(st.conn, close_atom::value);
-      self->quit();
-    }
+  if (st.cipher.empty() || !st.ch)
+    return;
+  bool ok = st.ch->write(st.cipher.data(), st.cipher.size());
+  st.cipher.clear();
+  if (!ok) {
+    lost(self);
+    return;
+  }
+  if (st.ch->pending() >
+        hard_write_limit_factor * st.ctx->opts.max_write_buffer &&
+      st.ph != phase::closing) {
+    st.ctx->log->info("session {}: the client does not read ({} bytes "
+                      "queued): closing",
+                      st.peer_addr, st.ch->pending());
+    lost(self);
   }
 }
 
@@ -110,10 +127,7 @@ void close(session_ptr self, std::optional<codec::goodbye> bye) {
     st.tls->shutdown(st.cipher);
     flush_out(self);
   }
-  unregister(self);
-  st.ph = phase::closing;
-  self->send(st.conn, close_atom::value);
-  self->quit();
+  lost(self);
 }
 
 void protocol_error(session_ptr self, std::string text) {
@@ -167,7 +181,8 @@ std::string explain(codec::login_failure_reason r, const std::string& app) {
 void pump(session_ptr self) {
   auto& st = self->state;
   auto& opts = st.ctx->opts;
-  while (st.ph == phase::user && st.outstanding < opts.max_write_buffer) {
+  while (st.ph == phase::user && st.ch &&
+         st.ch->pending() < opts.max_write_buffer) {
     uint64_t in_flight = st.sent_upto - st.acked;
     if (in_flight >= st.window)
       break;
@@ -227,7 +242,7 @@ void pump(session_ptr self) {
       st.acked = st.sent_upto;
       self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
     }
-    flush_out(self);
+    schedule_flush(self);
   }
 }
 
@@ -246,10 +261,11 @@ void status_now(session_ptr self, const codec::send& s,
                                  std::move(text)});
 }
 
-void give_credit(session_ptr self, uint64_t n);
+void resume_reading(session_ptr self);
 
-/// The store answered an append: SENT (or why not) to the client, and read
-/// credit back once the session is below its limit of appends in flight.
+/// The store answered an append: SENT (or why not) to the client, and the
+/// socket is read again once the session is below its limit of appends in
+/// flight.
 void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
                    codec::message_status value, uint64_t ts,
                    const std::string& text) {
@@ -258,8 +274,8 @@ void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
   if (st.ph == phase::closing)
     return;
   put(self, codec::status_update{0, mid, peer, 0, {}, value, ts, text});
-  flush_out(self);
-  give_credit(self, 0);
+  schedule_flush(self);
+  resume_reading(self);
 }
 
 void on_send(session_ptr self, codec::send& s, const uint8_t* body,
@@ -329,7 +345,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                                       "message had expiry 0 (real-time "
                                       "only): send it with an expiry to "
                                       "store it"});
-          flush_out(self);
+          schedule_flush(self);
         },
         [=](caf::error& err) {
           put(self, codec::status_update{
@@ -342,7 +358,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                       self->state.ctx->now(),
                       "the server could not route the message (" +
                         self->system().render(err) + "): send it again"});
-          flush_out(self);
+          schedule_flush(self);
         });
     return;
   }
@@ -616,18 +632,6 @@ void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
   }
 }
 
-/// Gives read credit back to the connection, unless too many appends of
-/// this session are still waiting for the store: then the connection stops
-/// reading and TCP pushes back on the client.
-void give_credit(session_ptr self, uint64_t n) {
-  auto& st = self->state;
-  st.uncredited += n;
-  if (st.appends_in_flight < max_appends_in_flight && st.uncredited > 0) {
-    self->send(st.conn, consumed_atom::value, st.uncredited);
-    st.uncredited = 0;
-  }
-}
-
 void on_data(session_ptr self, const bytes& ciphertext) {
   auto& st = self->state;
   if (st.ph == phase::closing)
@@ -654,9 +658,76 @@ void on_data(session_ptr self, const bytes& ciphertext) {
     close(self, std::nullopt); // alerts in st.cipher still go out
     return;
   }
-  flush_out(self);
-  if (st.ph != phase::closing)
-    give_credit(self, ciphertext.size());
+  schedule_flush(self);
+}
+
+/// Flushes once the messages queued now are handled: answers that arrive
+/// together (a store batch) leave in one TLS record and one send().
+void schedule_flush(session_ptr self) {
+  auto& st = self->state;
+  if (st.flush_queued)
+    return;
+  st.flush_queued = true;
+  self->send(self, flush_atom::value);
+}
+
+/// Bytes read per turn before other actors get the thread.
+constexpr size_t read_budget = 256 * 1024;
+
+/// Reads and handles what the socket has, unless too many appends of this
+/// session wait for the store (then TCP pushes back on the client).
+void read_loop(session_ptr self) {
+  auto& st = self->state;
+  size_t total = 0;
+  while (st.ph != phase::closing && st.ch) {
+    if (st.appends_in_flight >= max_appends_in_flight) {
+      st.read_paused = true;
+      return;
+    }
+    if (total >= read_budget) {
+      // More may wait: continue after the actors queued meanwhile.
+      if (!st.resume_queued) {
+        st.resume_queued = true;
+        self->send(self, resume_atom::value);
+      }
+      return;
+    }
+    st.rx.clear();
+    auto r = st.ch->read_some(st.rx, 64 * 1024);
+    total += st.rx.size();
+    if (!st.rx.empty())
+      on_data(self, st.rx);
+    if (r == net::channel::read_result::data)
+      continue;
+    if (r != net::channel::read_result::drained)
+      lost(self);
+    return;
+  }
+}
+
+void resume_reading(session_ptr self) {
+  auto& st = self->state;
+  if (st.read_paused && st.appends_in_flight < max_appends_in_flight) {
+    st.read_paused = false;
+    read_loop(self);
+  }
+}
+
+/// The poller saw the socket become readable and/or writable.
+void on_io(session_ptr self) {
+  auto& st = self->state;
+  if (!st.ch)
+    return;
+  auto ev = st.ch->take_events();
+  if ((ev & net::io_event::writable) != 0 && st.ch->pending() > 0) {
+    if (!st.ch->flush()) {
+      lost(self);
+      return;
+    }
+    pump(self); // streaming may have waited for room
+  }
+  if ((ev & net::io_event::readable) != 0 && !st.read_paused)
+    read_loop(self);
 }
 
 void on_tick(session_ptr self) {
@@ -685,29 +756,37 @@ void on_tick(session_ptr self) {
 
 } // namespace
 
-caf::actor make_session_actor(caf::actor_system& sys, caf::actor connection,
-                              std::shared_ptr<context> ctx,
-                              std::string peer_addr) {
-  auto fn = [](session_ptr self, caf::actor conn, std::shared_ptr<context> c,
-               std::string peer) -> caf::behavior {
+caf::actor make_session_actor(caf::actor_system& sys, int fd,
+                              std::shared_ptr<context> ctx) {
+  auto fn = [](session_ptr self, int sock,
+               std::shared_ptr<context> c) -> caf::behavior {
     auto& st = self->state;
-    st.conn = std::move(conn);
     st.ctx = std::move(c);
-    st.peer_addr = std::move(peer);
     st.parser = codec::frame_parser{st.ctx->opts.max_frame};
     st.tls = std::make_unique<tls::stream>(st.ctx->tls);
+    auto me = caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
+    auto ch = net::channel::open(*st.ctx->poller, sock, [me] {
+      if (auto a = caf::actor_cast<caf::actor>(me))
+        caf::anon_send(a, io_atom::value);
+    });
+    if (!ch) {
+      st.ctx->log->warn("session: {}", ch.error().to_string());
+      st.ph = phase::closing;
+      self->quit();
+      return {};
+    }
+    st.ch = std::move(*ch);
+    st.peer_addr = st.ch->peer();
     self->send(self, tick_atom::value);
     return {
-      [=](data_atom, const bytes& ciphertext) { on_data(self, ciphertext); },
-      [=](written_atom, uint64_t n) {
-        auto& s = self->state;
-        s.outstanding = n > s.outstanding ? 0 : s.outstanding - n;
-        pump(self);
+      [=](io_atom) { on_io(self); },
+      [=](resume_atom) {
+        self->state.resume_queued = false;
+        read_loop(self);
       },
-      [=](closed_atom) {
-        unregister(self);
-        self->state.ph = phase::closing;
-        self->quit();
+      [=](flush_atom) {
+        self->state.flush_queued = false;
+        flush_out(self);
       },
       [=](log_atom) { pump(self); },
       [=](realtime_atom, const bytes& frame) {
@@ -715,7 +794,7 @@ caf::actor make_session_actor(caf::actor_system& sys, caf::actor connection,
         if (s.ph != phase::user)
           return;
         s.out.insert(s.out.end(), frame.begin(), frame.end());
-        flush_out(self);
+        schedule_flush(self);
       },
       [=](kick_atom, uint8_t reason, std::string& text) {
         auto& s = self->state;
@@ -739,8 +818,7 @@ caf::actor make_session_actor(caf::actor_system& sys, caf::actor connection,
       [=](tick_atom) { on_tick(self); },
     };
   };
-  return sys.spawn(fn, std::move(connection), std::move(ctx),
-                   std::move(peer_addr));
+  return sys.spawn(fn, fd, std::move(ctx));
 }
 
 } // namespace parley::srv

@@ -1,21 +1,19 @@
 #pragma once
 
 // One session actor per accepted connection (scheduled on the worker pool):
-// TLS (memory BIOs), framing, decoding, login, and the device's delivery
-// state (log cursor, window, acks). Its connection broker only moves bytes,
-// because CAF 0.17 runs every broker on the one multiplexer thread.
+// it owns the socket (a net::channel: it reads and writes it itself when
+// the poller says it may), TLS (memory BIOs), framing, decoding, login, and
+// the device's delivery state (log cursor, window, acks).
 //
-// Protocol (from its connection):
-//   (data, ciphertext)   bytes read from the socket
-//   (written, n)         n bytes left the connection's write buffer
-//   (closed)             the socket closed
+// Protocol:
+//   (io)                 the poller saw the socket readable/writable
+//   (resume), (flush)    to itself: read on, write what is queued
 // (from the dispatcher):
 //   (log)                the user's log grew: stream what is new
 //   (realtime, frame)    an unstored frame (expiry 0, presence, calls)
 //   (kick, reason, text) end the session with goodbye(reason)
+// (from the acceptor):
 //   (shutdown)           the server stops: goodbye(SHUTDOWN)
-// It answers its connection with (data, ciphertext), (consumed, n) -- read
-// credit for n bytes processed -- and (close).
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
@@ -27,8 +25,8 @@ namespace parley::srv {
 struct context;
 
 /// Spawns the session of one connection.
-caf::actor make_session_actor(caf::actor_system& sys, caf::actor connection,
-                              std::shared_ptr<context> ctx,
-                              std::string peer_addr);
+/// Spawns the session of the accepted socket `fd` (it owns it from now).
+caf::actor make_session_actor(caf::actor_system& sys, int fd,
+                              std::shared_ptr<context> ctx);
 
 } // namespace parley::srv
