@@ -29,9 +29,11 @@ constexpr uint64_t hard_write_limit_factor = 4;
 struct session_state {
   std::shared_ptr<context> ctx;
   std::unique_ptr<net::channel> ch; ///< The socket (null once closed).
-  bool read_paused = false;   ///< Too many appends in flight: not reading.
-  bool resume_queued = false; ///< A resume_atom is in the mailbox.
-  bool flush_queued = false;  ///< A flush_atom is in the mailbox.
+  bool read_paused = false;      ///< Too many appends in flight: not reading.
+  bool resume_queued = false;    ///< A resume_atom is in the mailbox.
+  bool flush_queued = false;     ///< A flush_atom is in the mailbox.
+  bool trim_after_flush = false; ///< Login done: give the handshake's
+                                 ///< buffers back after the next flush.
   std::string peer_addr;
   std::unique_ptr<tls::stream> tls;
   codec::frame_parser parser;
@@ -49,7 +51,6 @@ struct session_state {
   uint64_t acked = 0;             ///< Highest seq the device acknowledged.
   uint32_t appends_in_flight = 0; ///< Sends waiting for the store.
   // buffers reused across handlers
-  std::vector<uint8_t> rx;
   codec::buffer out;
   tls::bytes cipher;
   tls::bytes plain;
@@ -76,6 +77,7 @@ void unregister(session_ptr self) {
 }
 
 void schedule_flush(session_ptr self);
+void trim(session_ptr self);
 
 /// The socket is gone (closed by the peer, failed, or unwritable).
 void lost(session_ptr self) {
@@ -523,6 +525,7 @@ void on_hello(session_ptr self, codec::hello& h) {
     self->delayed_send(self, milliseconds(left), expire_atom::value);
   }
   pump(self);
+  st.trim_after_flush = true;
 }
 
 void on_admin_hello(session_ptr self, codec::admin_hello& h) {
@@ -671,6 +674,30 @@ void schedule_flush(session_ptr self) {
   self->send(self, flush_atom::value);
 }
 
+/// The read buffer of this worker thread: sessions read into it and handle
+/// the bytes at once, so an idle session holds no 64 KiB buffer of its own.
+bytes& read_buffer() {
+  thread_local bytes buf;
+  return buf;
+}
+
+/// Gives back buffer capacity an idle session does not need (what the TLS
+/// handshake and a burst left): 10,000 idle users cost what they hold.
+void trim(session_ptr self) {
+  auto& st = self->state;
+  auto shrink = [](auto& v) {
+    if (v.empty() && v.capacity() > 0)
+      std::remove_reference_t<decltype(v)>{}.swap(v);
+  };
+  st.plain.clear(); // scratch: what on_data decrypted last
+  shrink(st.out);
+  shrink(st.cipher);
+  shrink(st.plain);
+  st.records.clear();
+  std::vector<store::log_record>{}.swap(st.records);
+  st.scratch = codec::message{};
+}
+
 /// Bytes read per turn before other actors get the thread.
 constexpr size_t read_budget = 256 * 1024;
 
@@ -692,11 +719,12 @@ void read_loop(session_ptr self) {
       }
       return;
     }
-    st.rx.clear();
-    auto r = st.ch->read_some(st.rx, 64 * 1024);
-    total += st.rx.size();
-    if (!st.rx.empty())
-      on_data(self, st.rx);
+    auto& rx = read_buffer();
+    rx.clear();
+    auto r = st.ch->read_some(rx, 64 * 1024);
+    total += rx.size();
+    if (!rx.empty())
+      on_data(self, rx);
     if (r == net::channel::read_result::data)
       continue;
     if (r != net::channel::read_result::drained)
@@ -741,6 +769,8 @@ void on_tick(session_ptr self) {
     close(self, std::nullopt);
     return;
   }
+  if (st.ph == phase::user && now - st.last_rx > seconds(1))
+    trim(self); // quiet since the last tick
   if (now - st.last_rx > seconds(opts.idle_timeout_s)) {
     close(self, codec::goodbye{codec::goodbye_reason::idle,
                                "no traffic for " +
@@ -785,8 +815,13 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
         read_loop(self);
       },
       [=](flush_atom) {
-        self->state.flush_queued = false;
+        auto& s = self->state;
+        s.flush_queued = false;
         flush_out(self);
+        if (s.trim_after_flush) {
+          s.trim_after_flush = false;
+          trim(self);
+        }
       },
       [=](log_atom) { pump(self); },
       [=](realtime_atom, const bytes& frame) {
