@@ -341,6 +341,10 @@ server::start_on(caf::actor_system* host, const server_options& opts,
                      ? opts.threads
                      : std::max(2u, std::thread::hardware_concurrency());
     p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+    // Idle workers sleep on a condition variable instead of polling: CAF's
+    // work-stealing default spins, then sleeps 50 us at a time, burning the
+    // cores that the other process (or the storage thread) needs.
+    p->cfg.set("scheduler.policy", caf::atom("sharing"));
     p->cfg.set("logger.verbosity", caf::atom("quiet"));
     p->cfg.load<caf::io::middleman>();
     p->owned_sys = std::make_unique<caf::actor_system>(p->cfg);

@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include <array>
 #include <chrono>
 #include <random>
 #include <unordered_set>
@@ -305,7 +306,7 @@ void on_frame(client_ptr self) {
     st.frame);
 }
 
-void on_data(client_ptr self, const bytes& data) {
+void on_data(client_ptr self, const uint8_t* data, size_t size) {
   auto& st = self->state;
   if (!st.tls)
     return;
@@ -313,7 +314,7 @@ void on_data(client_ptr self, const bytes& data) {
   // 16 KiB kept by each of 10,000 clients.
   thread_local tls::bytes plain;
   plain.clear();
-  auto s = st.tls->receive(data.data(), data.size(), plain, st.cipher);
+  auto s = st.tls->receive(data, size, plain, st.cipher);
   auto gen = st.generation;
   if (!plain.empty()) {
     auto e = st.parser.feed(
@@ -362,11 +363,11 @@ void on_io(client_ptr self) {
   auto gen = st.generation;
   for (;;) {
     // One read buffer per worker thread, not per client (10,000 clients).
-    thread_local bytes rx;
-    rx.clear();
-    auto r = st.ch->read_some(rx, 64 * 1024);
-    if (!rx.empty())
-      on_data(self, rx);
+    thread_local std::array<uint8_t, 64 * 1024> rx;
+    size_t n = 0;
+    auto r = st.ch->read_some(rx.data(), rx.size(), n);
+    if (n > 0)
+      on_data(self, rx.data(), n);
     if (st.generation != gen || !st.ch)
       return; // dropped while handling the data
     if (r == net::channel::read_result::data)

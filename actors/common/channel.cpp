@@ -78,20 +78,17 @@ uint32_t channel::take_events() {
   return sig_->events.exchange(0, std::memory_order_acq_rel);
 }
 
-channel::read_result channel::read_some(std::vector<uint8_t>& out, size_t max) {
-  auto old = out.size();
-  out.resize(old + max);
+channel::read_result channel::read_some(uint8_t* buf, size_t max, size_t& n) {
+  n = 0;
   for (;;) {
-    auto n = ::recv(fd_, out.data() + old, max, 0);
-    if (n > 0) {
-      out.resize(old + static_cast<size_t>(n));
+    auto r = ::recv(fd_, buf, max, 0);
+    if (r > 0) {
+      n = static_cast<size_t>(r);
       // A short read emptied the socket: edge-triggered epoll reports the
       // next bytes as a new event.
-      return static_cast<size_t>(n) < max ? read_result::drained
-                                          : read_result::data;
+      return n < max ? read_result::drained : read_result::data;
     }
-    out.resize(old);
-    if (n == 0)
+    if (r == 0)
       return read_result::closed;
     if (errno == EINTR)
       continue;

@@ -54,8 +54,8 @@ class channel {
   /// Events since the last call; re-arms the notification.
   uint32_t take_events();
 
-  /// Appends at most `max` bytes read from the socket to `out`.
-  read_result read_some(std::vector<uint8_t>& out, size_t max);
+  /// Reads at most `max` bytes into `buf`; `n` says how many.
+  read_result read_some(uint8_t* buf, size_t max, size_t& n);
 
   /// Sends `n` bytes (after what is pending). False when the socket failed.
   bool write(const uint8_t* data, size_t n);

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <chrono>
 
 namespace parley::srv {
@@ -635,14 +636,13 @@ void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
   }
 }
 
-void on_data(session_ptr self, const bytes& ciphertext) {
+void on_data(session_ptr self, const uint8_t* ciphertext, size_t size) {
   auto& st = self->state;
   if (st.ph == phase::closing)
     return;
   st.last_rx = steady_clock::now();
   st.plain.clear();
-  auto s =
-    st.tls->receive(ciphertext.data(), ciphertext.size(), st.plain, st.cipher);
+  auto s = st.tls->receive(ciphertext, size, st.plain, st.cipher);
   // Frames decrypted before a close_notify or an error still count.
   if (!st.plain.empty()) {
     auto e =
@@ -676,8 +676,8 @@ void schedule_flush(session_ptr self) {
 
 /// The read buffer of this worker thread: sessions read into it and handle
 /// the bytes at once, so an idle session holds no 64 KiB buffer of its own.
-bytes& read_buffer() {
-  thread_local bytes buf;
+std::array<uint8_t, 64 * 1024>& read_buffer() {
+  thread_local std::array<uint8_t, 64 * 1024> buf;
   return buf;
 }
 
@@ -720,11 +720,11 @@ void read_loop(session_ptr self) {
       return;
     }
     auto& rx = read_buffer();
-    rx.clear();
-    auto r = st.ch->read_some(rx, 64 * 1024);
-    total += rx.size();
-    if (!rx.empty())
-      on_data(self, rx);
+    size_t n = 0;
+    auto r = st.ch->read_some(rx.data(), rx.size(), n);
+    total += n;
+    if (n > 0)
+      on_data(self, rx.data(), n);
     if (r == net::channel::read_result::data)
       continue;
     if (r != net::channel::read_result::drained)

@@ -356,14 +356,15 @@ status stream::drive(bytes& plaintext, bytes& to_network) {
     }
   }
   for (;;) {
-    auto old = plaintext.size();
-    plaintext.resize(old + 16384);
-    int r = SSL_read(ssl_, plaintext.data() + old, 16384);
+    // Into a per-thread record buffer, then appended: resizing `plaintext`
+    // by 16 KiB per record zero-filled 16 KiB each time (memset showed in
+    // the profile).
+    thread_local unsigned char record[16384];
+    int r = SSL_read(ssl_, record, sizeof(record));
     if (r > 0) {
-      plaintext.resize(old + static_cast<size_t>(r));
+      plaintext.insert(plaintext.end(), record, record + r);
       continue;
     }
-    plaintext.resize(old);
     int e = SSL_get_error(ssl_, r);
     drain(to_network);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
