@@ -64,6 +64,15 @@ status check_conversation(const char* what, std::string_view peer,
   return {};
 }
 
+status check_outgoing_ids(const client_message& m) {
+  if (m.mid == 0 || m.id != m.mid)
+    return status{status_code::invalid_argument,
+                  "add_outgoing: an outgoing message needs id == mid != 0 "
+                  "(from next_id()), got id " +
+                    hex_id(m.id) + " and mid " + hex_id(m.mid)};
+  return {};
+}
+
 status check_new_outgoing(const char* what, const client_message& m) {
   if (!m.outgoing)
     return status{status_code::invalid_argument,
@@ -590,11 +599,8 @@ result<uint64_t> lmdb_client_store::next_id(uint64_t now_ms) {
 status lmdb_client_store::add_outgoing(const client_message& m) {
   if (auto s = check_new_outgoing("add_outgoing", m); !s)
     return s;
-  if (m.mid == 0 || m.id != m.mid)
-    return status{status_code::invalid_argument,
-                  "add_outgoing: an outgoing message needs id == mid != 0 "
-                  "(from next_id()), got id " +
-                    hex_id(m.id) + " and mid " + hex_id(m.mid)};
+  if (auto s = check_outgoing_ids(m); !s)
+    return s;
   client_message rec = m;
   rec.status = status_outbox;
   return e->write([&](txn& t) -> status {

@@ -47,6 +47,9 @@ status check_conversation(const char* what, std::string_view peer,
 /// conversation, the sender's length); not the id.
 status check_new_outgoing(const char* what, const client_message& m);
 
+/// add_outgoing's id rule: id == mid != 0, with the ids in the message.
+status check_outgoing_ids(const client_message& m);
+
 /// The checks of add_incoming.
 status check_incoming(const client_message& m);
 

@@ -106,11 +106,8 @@ class memory_client_store final : public client_store {
   status add_outgoing(const client_message& m) override {
     if (auto s = check_new_outgoing("add_outgoing", m); !s)
       return s;
-    if (m.mid == 0 || m.id != m.mid)
-      return status{status_code::invalid_argument,
-                    "add_outgoing: an outgoing message needs id == mid != 0 "
-                    "(from next_id()), got id " +
-                      hex_id(m.id) + " and mid " + hex_id(m.mid)};
+    if (auto s = check_outgoing_ids(m); !s)
+      return s;
     std::unique_lock lock{mu_};
     if (msgs_.count(m.id) != 0)
       return exists(m.id);
