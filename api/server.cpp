@@ -238,6 +238,8 @@ server::start_on(caf::actor_system* host, const server_options& opts,
   auto ctx = std::make_shared<parley::srv::context>();
   ctx->opts = opts;
   ctx->hooks = std::move(hooks);
+  ctx->logins =
+    std::make_unique<parley::srv::login_limiter>(opts.login_failures_per_min);
   // Logging: one logger per server object, to stderr.
   static std::atomic<int> instances{0};
   ctx->log = std::make_shared<spdlog::logger>(

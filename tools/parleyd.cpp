@@ -91,6 +91,25 @@ int main(int argc, char** argv) {
                 "close connections silent this long, seconds")
     ->capture_default_str();
   app
+    .add_option("--login-timeout", opts.login_timeout_s,
+                "a connection must finish TLS and log in within, seconds")
+    ->capture_default_str();
+  app
+    .add_option("--max-frames-per-s", opts.max_frames_per_s,
+                "frames per second one connection may send (0 = no limit)")
+    ->capture_default_str();
+  app
+    .add_option("--login-failures-per-min", opts.login_failures_per_min,
+                "failed logins per minute from one IP address before its "
+                "logins are refused (0 = no limit)")
+    ->capture_default_str();
+  app.add_option("--map-size", opts.map_size, "initial LMDB map size, bytes")
+    ->capture_default_str();
+  app
+    .add_option("--max-map-size", opts.max_map_size,
+                "largest LMDB map size, bytes (the map grows up to it)")
+    ->capture_default_str();
+  app
     .add_option("--threads", opts.threads,
                 "worker threads (0 = number of cores)")
     ->capture_default_str();

@@ -6,6 +6,7 @@
 // immutable afterwards.
 
 #include "actors/server/dispatcher.hpp"
+#include "actors/server/limits.hpp"
 #include "actors/server/storage.hpp"
 #include "actors/tls/tls.hpp"
 #include "store/server_store.hpp"
@@ -37,6 +38,8 @@ struct context {
   storage_actor storage;
   dispatcher_actor dispatcher;
   std::atomic<bool> stopping{false};
+  /// Failed logins per host (thread-safe; the only mutable shared part).
+  std::unique_ptr<login_limiter> logins;
 
   /// Server time, ms since the Unix epoch: server_options::clock when set
   /// (tests move time with it), else the system clock.

@@ -36,6 +36,7 @@ struct session_state {
   bool trim_after_flush = false; ///< Login done: give the handshake's
                                  ///< buffers back after the next flush.
   std::string peer_addr;
+  std::string host; ///< The peer's IP address (login failures count per host).
   std::unique_ptr<tls::stream> tls;
   codec::frame_parser parser;
   phase ph = phase::handshake;
@@ -59,7 +60,11 @@ struct session_state {
   codec::message scratch;
   std::vector<store::log_record> records;
   steady_clock::time_point started = steady_clock::now();
+  /// The last complete frame (bytes that never make a frame do not count:
+  /// a slowloris peer times out like a silent one).
   steady_clock::time_point last_rx = steady_clock::now();
+  steady_clock::time_point rx_now; ///< When the bytes being handled arrived.
+  token_bucket frames;             ///< server_options::max_frames_per_s
   static inline const char* name = "parley.session";
 };
 
@@ -140,9 +145,19 @@ void protocol_error(session_ptr self, std::string text) {
         codec::goodbye{codec::goodbye_reason::protocol_error, std::move(text)});
 }
 
+/// Failures that mean the peer does not know a valid credential: they count
+/// against its host (a valid but expired token does not).
+bool is_guess(codec::login_failure_reason r) {
+  using lr = codec::login_failure_reason;
+  return r == lr::unknown_token || r == lr::other_app || r == lr::unknown_app ||
+         r == lr::bad_admin_key;
+}
+
 void login_failed(session_ptr self, codec::login_failure_reason reason,
                   std::string text) {
   auto& st = self->state;
+  if (is_guess(reason))
+    st.ctx->logins->failed(st.host, steady_clock::now());
   st.ctx->log->info("session {}: login failed ({}): {}", st.peer_addr,
                     codec::to_string(reason), text);
   put(self, codec::login_failed{reason, std::move(text)});
@@ -418,6 +433,29 @@ void on_ack(session_ptr self, uint64_t seq) {
 
 void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
   auto& st = self->state;
+  auto rate = st.frames.take(st.rx_now);
+  if (rate == token_bucket::verdict::flood) {
+    st.ctx->log->warn("session {}: {} keeps sending faster than {} frames/s "
+                      "after refusals: closing",
+                      st.peer_addr, st.address, st.ctx->opts.max_frames_per_s);
+    close(self, codec::goodbye{codec::goodbye_reason::rate_limited,
+                               "more than " +
+                                 std::to_string(st.ctx->opts.max_frames_per_s) +
+                                 " frames/s, also after RATELIMITED answers: "
+                                 "slow down before you reconnect"});
+    return;
+  }
+  if (rate == token_bucket::verdict::limited) {
+    if (auto* s = std::get_if<codec::send>(&st.frame)) {
+      status_now(self, *s, codec::message_status::rate_limited,
+                 "you send faster than " +
+                   std::to_string(st.ctx->opts.max_frames_per_s) +
+                   " frames/s, the server's limit per connection: the "
+                   "message was not stored; slow down and send it again");
+      return;
+    }
+    // Acks, pings and reads are cheap and keep delivery going: served.
+  }
   std::visit(
     [&](auto& f) {
       using T = std::decay_t<decltype(f)>;
@@ -453,6 +491,25 @@ void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
 // -- login
 // ------------------------------------------------------------------------
 
+/// Refuses the login of a host that failed too often of late, before any
+/// credential is looked at. Returns true when refused.
+bool refuse_guessing_host(session_ptr self) {
+  auto& st = self->state;
+  auto wait = st.ctx->logins->wait_s(st.host, steady_clock::now());
+  if (wait == 0)
+    return false;
+  st.ctx->log->warn("session {}: login refused: too many failed logins from "
+                    "{}",
+                    st.peer_addr, st.host);
+  put(self, codec::login_failed{
+              codec::login_failure_reason::rate_limited,
+              "too many failed logins from " + st.host + ": wait " +
+                std::to_string(wait) +
+                " s, then log in with a valid token (or admin key)"});
+  close(self, std::nullopt);
+  return true;
+}
+
 void on_hello(session_ptr self, codec::hello& h) {
   auto& st = self->state;
   using lr = codec::login_failure_reason;
@@ -476,6 +533,8 @@ void on_hello(session_ptr self, codec::hello& h) {
                  "the server is shutting down: reconnect later");
     return;
   }
+  if (refuse_guessing_host(self))
+    return;
   auto tc =
     st.ctx->store->check_token(h.app_id, h.token, self->state.ctx->now());
   if (!tc.ok) {
@@ -498,6 +557,8 @@ void on_hello(session_ptr self, codec::hello& h) {
   st.device = h.device_id;
   st.token_id = tc.token_id;
   st.ph = phase::user;
+  if (auto r = st.ctx->opts.max_frames_per_s; r > 0)
+    st.frames = token_bucket{double(r), double(r), steady_clock::now()};
   st.window = h.window == 0 ? st.ctx->opts.window
                             : std::min(h.window, st.ctx->opts.window);
   bool known = false;
@@ -531,6 +592,8 @@ void on_hello(session_ptr self, codec::hello& h) {
 
 void on_admin_hello(session_ptr self, codec::admin_hello& h) {
   auto& st = self->state;
+  if (refuse_guessing_host(self))
+    return;
   auto& key = st.ctx->admin_key;
   bool match = !key.empty() && h.key.size() == key.size() &&
                CRYPTO_memcmp(h.key.data(), key.data(), key.size()) == 0;
@@ -592,6 +655,7 @@ void on_frame(session_ptr self, codec::frame_type t, const uint8_t* body,
   auto& st = self->state;
   if (st.ph == phase::closing)
     return;
+  st.last_rx = st.rx_now;
   // The version is read before the rest of a hello: a newer client's hello
   // may have another layout, and deserves unsupported_version, not a
   // protocol error.
@@ -640,7 +704,7 @@ void on_data(session_ptr self, const uint8_t* ciphertext, size_t size) {
   auto& st = self->state;
   if (st.ph == phase::closing)
     return;
-  st.last_rx = steady_clock::now();
+  st.rx_now = steady_clock::now();
   st.plain.clear();
   auto s = st.tls->receive(ciphertext, size, st.plain, st.cipher);
   // Frames decrypted before a close_notify or an error still count.
@@ -807,6 +871,7 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
     }
     st.ch = std::move(*ch);
     st.peer_addr = st.ch->peer();
+    st.host = st.peer_addr.substr(0, st.peer_addr.rfind(':'));
     self->send(self, tick_atom::value);
     return {
       [=](io_atom) { on_io(self); },

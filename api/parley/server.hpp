@@ -71,6 +71,17 @@ struct server_options {
   uint32_t idle_timeout_s = 90;
   /// A connection must finish TLS and log in within this time.
   uint32_t login_timeout_s = 10;
+  /// Frames one connection may send per second, with a second's worth saved
+  /// up. A message sent over the rate is refused with RATELIMITED (not
+  /// stored; send it again later); a connection that keeps sending another
+  /// second's worth regardless is closed with goodbye(rate_limited).
+  /// 0 = no limit.
+  uint32_t max_frames_per_s = 50000;
+  /// Failed logins (user or admin) allowed per minute from one IP address,
+  /// with a minute's worth saved up; beyond them every login from that
+  /// address is refused with rate_limited until the minute has passed, so
+  /// tokens and the admin key cannot be guessed by brute force. 0 = no limit.
+  uint32_t login_failures_per_min = 30;
   /// Initial and largest LMDB map size, bytes.
   uint64_t map_size = 1ull << 30;
   uint64_t max_map_size = 1ull << 40;
