@@ -240,6 +240,11 @@ void client::stop() {
   impl_->call(cli::stop_atom::value);
 }
 
+status client::reconnect() {
+  auto r = impl_->call(cli::reconnect_atom::value);
+  return r.error.empty() ? status{} : status{r.code, r.error};
+}
+
 connection_status client::connection() const {
   return static_cast<connection_status>(impl_->ctx->status.load());
 }

@@ -5,6 +5,7 @@
 #include <lmdb.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <set>
@@ -591,6 +592,32 @@ result<uint64_t> txn::entries(dbi db) const {
   if (int rc = mdb_stat(txn_, db.id(), &st); rc != 0)
     return fail(rc, "count entries of", db);
   return uint64_t{st.ms_entries};
+}
+
+result<uint64_t> txn::free_pages() const {
+  if (txn_ == nullptr)
+    return status{status_code::failed_precondition,
+                  "count free pages: the transaction has ended"};
+  MDB_cursor* c = nullptr;
+  // The free list is database 0: each value is an ID list whose first word
+  // is the number of page numbers that follow.
+  if (int rc = mdb_cursor_open(txn_, 0, &c); rc != 0)
+    return lmdb_error(rc, "mdb_cursor_open (free list)",
+                      env_ ? env_->path_ : std::string{"(no environment)"});
+  uint64_t pages = 0;
+  MDB_val k, v;
+  int rc;
+  while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+    size_t n = 0;
+    if (v.mv_size >= sizeof(n))
+      std::memcpy(&n, v.mv_data, sizeof(n));
+    pages += n;
+  }
+  mdb_cursor_close(c);
+  if (rc != MDB_NOTFOUND)
+    return lmdb_error(rc, "mdb_cursor_get (free list)",
+                      env_ ? env_->path_ : std::string{"(no environment)"});
+  return pages;
 }
 
 result<cursor> txn::open_cursor(dbi db) {

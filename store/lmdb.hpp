@@ -319,6 +319,12 @@ class txn {
   /// Number of entries in `db`.
   result<uint64_t> entries(dbi db) const;
 
+  /// Pages on LMDB's free list as this txn sees them (what `mdb_stat -f`
+  /// counts): free for reuse below env_stats::used_pages, so used_pages
+  /// minus these is what the data really occupies. Read-only txns only
+  /// (LMDB refuses a cursor on its free list in a write txn).
+  result<uint64_t> free_pages() const;
+
   /// Opens a cursor on `db`. It is closed when this txn ends.
   result<cursor> open_cursor(dbi db);
 

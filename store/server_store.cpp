@@ -240,6 +240,39 @@ struct server_store::impl {
   uint64_t trim_next_uid = 0;  // round-robin position of log trimming
   std::string trim_next_dedup; // round-robin position of dedup trimming
   codec::message scratch_msg;
+  bool room_full = false; // measure_room() before this batch
+  std::string room_text;
+
+  /// Decides, before a batch, whether new messages must be refused because
+  /// the map, at its largest allowed size, is nearly full. The reserve
+  /// keeps acks, receipts and trims working (LMDB needs free pages even to
+  /// delete), so the server recovers as delivered messages are trimmed.
+  void measure_room() {
+    room_full = false;
+    auto s = e->stats();
+    if (!s || s->page_size == 0)
+      return;
+    uint64_t capacity = s->max_map_size / s->page_size;
+    uint64_t reserve = std::clamp<uint64_t>(
+      capacity / 32, 64, (uint64_t{64} << 20) / s->page_size);
+    if (s->used_pages + reserve <= capacity)
+      return; // far from the limit: no need to count free pages
+    // Near it: pages freed by trims are reused, so count them (a read
+    // txn: LMDB reads its free list in read-only txns only).
+    uint64_t used = s->used_pages;
+    if (auto r = e->begin_read(); r)
+      if (auto free_pages = r->free_pages(); free_pages && *free_pages < used)
+        used -= *free_pages;
+    if (used + reserve <= capacity)
+      return;
+    room_full = true;
+    room_text = "the server's storage is full (" +
+                std::to_string(used * s->page_size >> 20) + " MiB of " +
+                std::to_string(s->max_map_size >> 20) +
+                " MiB, max_map_size): the message was not stored; send it "
+                "again later (space returns as delivered messages are "
+                "trimmed; the operator can raise --max-map-size)";
+  }
 
   status corrupt(const char* what) const {
     return status{status_code::corruption, std::string{"corrupt "} + what +
@@ -414,6 +447,12 @@ struct server_store::impl {
       out.ts_ms = op.now_ms;
       out.text = "there is no user '" + m.peer + "' in app '" + op.app_id +
                  "': check the address";
+      return {};
+    }
+    if (room_full) {
+      out.status = codec::message_status::fail;
+      out.ts_ms = op.now_ms;
+      out.text = room_text;
       return {};
     }
     uint64_t ruid = (*ru)->uid;
@@ -1215,6 +1254,7 @@ status run_op(server_store::impl& p, txn& t, write_op& op, write_outcome& out,
 status server_store::apply(std::vector<write_op>& ops,
                            std::vector<write_outcome>& out,
                            std::vector<uint64_t>& touched) {
+  impl_->measure_room();
   // The whole batch in one transaction and one sync (group commit).
   auto st = impl_->e->write([&](txn& t) -> status {
     // The callback may run again after the map grew: start clean.

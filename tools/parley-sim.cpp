@@ -83,6 +83,16 @@ int main(int argc, char** argv) {
     .add_option("--idle", o.idle_s,
                 "storm: idle seconds before the memory sample")
     ->capture_default_str();
+  app
+    .add_option("--drop-connections", o.drop_rate,
+                "fault injection: connections dropped per second (random "
+                "users; they reconnect)")
+    ->capture_default_str();
+  app
+    .add_option("--kill-server", o.kill_server,
+                "fault injection: kill -9 the spawned parleyd N times during "
+                "the load, restarting it each time")
+    ->capture_default_str();
   app.add_option("--threads", o.threads, "actor threads of the simulator")
     ->capture_default_str();
   app

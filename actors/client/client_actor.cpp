@@ -397,6 +397,23 @@ caf::actor make_client_actor(caf::actor_system& sys,
         connect(self);
         slot->set_value({});
       },
+      [=](reconnect_atom, reply_slot& slot) {
+        auto& st = self->state;
+        if (!st.wanted) {
+          slot->set_value({0, "the client is not started: call start()",
+                           status_code::failed_precondition});
+          return;
+        }
+        // As a lost network would: no goodbye, no close_notify.
+        if (st.ph != phase::idle)
+          drop(self);
+        st.backoff = milliseconds(0);
+        st.ph = phase::idle;
+        set_status(self, connection_status::offline,
+                   "reconnect() dropped the connection");
+        connect(self);
+        slot->set_value({});
+      },
       [=](stop_atom, reply_slot& slot) {
         auto& st = self->state;
         st.wanted = false;

@@ -52,6 +52,7 @@ using connected_atom = caf::atom_constant<caf::atom("connected")>;
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 
 /// The answer to a facade call.
 struct call_result {

@@ -258,6 +258,14 @@ class client {
   /// Disconnects; status STOPPED. start() may be called again.
   void stop();
 
+  /// Drops the connection at once, as a lost network would (no goodbye),
+  /// and connects again without waiting for the backoff: for an
+  /// application that knows the network changed, and for fault injection
+  /// (parley-sim --drop-connections). Nothing is lost: what was not
+  /// acknowledged goes out again, and nothing arrives twice. Errors:
+  /// failed_precondition when the client is not started.
+  status reconnect();
+
   /// The current connection status.
   connection_status connection() const;
 

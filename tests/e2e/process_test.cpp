@@ -1,6 +1,7 @@
 // parleyd as a process: kill -9 and restart on the same port loses nothing
 // that got SENT; SIGTERM says SHUTDOWN to clients and exits 0.
 
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/test_client.hpp"
 
@@ -15,73 +16,6 @@
 
 using namespace parley;
 using namespace parley::test;
-
-namespace {
-
-/// A parleyd child process.
-class parleyd_process {
- public:
-  parleyd_process(const std::string& data_dir, uint16_t port) {
-    int out[2];
-    REQUIRE(::pipe(out) == 0);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      ::close(out[1]);
-      auto port_str = std::to_string(port);
-      ::execl(PARLEY_PARLEYD, "parleyd", "--data-dir", data_dir.c_str(),
-              "--port", port_str.c_str(), "--demo", "--log-level", "warn",
-              "--threads", "2", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    // Read stdout until parleyd says where it listens.
-    std::string text;
-    char buf[512];
-    while (text.find("parleyd listening on") == std::string::npos) {
-      auto n = ::read(out[0], buf, sizeof(buf));
-      REQUIRE_MESSAGE(n > 0, "parleyd exited before listening: " << text);
-      text.append(buf, static_cast<size_t>(n));
-    }
-    ::close(out[0]);
-    auto pos = text.find("parleyd listening on");
-    auto line = text.substr(pos, text.find('\n', pos) - pos);
-    port_ = static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
-    std::ifstream tokens{data_dir + "/demo-tokens.txt"};
-    std::string user, token;
-    while (tokens >> user >> token)
-      tokens_[user] = token;
-    REQUIRE(tokens_.size() == 2);
-  }
-
-  ~parleyd_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  /// Sends `sig` and returns the exit status (or 128 + signal).
-  int signal_and_wait(int sig) {
-    ::kill(pid_, sig);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-
-  uint16_t port() const { return port_; }
-  const std::string& token(const std::string& user) { return tokens_[user]; }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::map<std::string, std::string> tokens_;
-};
-
-} // namespace
 
 TEST_CASE("kill -9 loses nothing that got SENT; the port rebinds at once") {
   temp_dir dir;
@@ -134,29 +68,6 @@ TEST_CASE("SIGTERM tells clients SHUTDOWN and exits 0") {
   CHECK(bye.reason == codec::goodbye_reason::shutdown);
   CHECK(a->wait_closed());
 }
-
-namespace {
-
-/// Runs a shell command; returns (exit code, stdout + stderr).
-std::pair<int, std::string> run_command(const std::string& command) {
-  std::string cmd = command + " 2>&1";
-  FILE* f = ::popen(cmd.c_str(), "r");
-  REQUIRE(f != nullptr);
-  std::string out;
-  char buf[512];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0)
-    out.append(buf, n);
-  int st = ::pclose(f);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-/// Runs the parley CLI with `args`.
-std::pair<int, std::string> run_cli(const std::string& args) {
-  return run_command(std::string{PARLEY_CLI} + " " + args);
-}
-
-} // namespace
 
 TEST_CASE("parley admin manages apps, users and tokens, with clear errors") {
   temp_dir dir;
@@ -255,39 +166,6 @@ TEST_CASE(
 // -- parley-sim
 // ------------------------------------------------------------------
 
-namespace {
-
-/// Runs parley-sim with `args`; returns its exit code, output and report.
-struct sim_run {
-  int code = -1;
-  std::string output;
-  nlohmann::json report;
-};
-
-sim_run run_sim(const std::string& args) {
-  temp_dir dir;
-  auto file = dir.path() + "/report.json";
-  auto [code, out] =
-    run_command(std::string{PARLEY_SIM} + " -q --json " + file + " " + args);
-  sim_run r{code, out, {}};
-  std::ifstream in{file};
-  if (in)
-    r.report = nlohmann::json::parse(in, nullptr, false);
-  return r;
-}
-
-void check_verified(const sim_run& r) {
-  CHECK_MESSAGE(r.code == 0, r.output);
-  REQUIRE_MESSAGE(r.report.is_object(), r.output);
-  CHECK(r.report["lost"] == 0);
-  CHECK(r.report["duplicated"] == 0);
-  CHECK(r.report["reordered"] == 0);
-  CHECK(r.report["pending"] == 0);
-  CHECK(r.report["verified"] == true);
-}
-
-} // namespace
-
 TEST_CASE("parley-sim runs every scenario on a parleyd of its own, verified") {
   const std::string spawn = "--spawn-server --server-threads 1 --users 20 ";
   SUBCASE("chat, closed loop") {
@@ -354,8 +232,8 @@ TEST_CASE("parley-sim says what is wrong when it cannot run") {
                        " --server 127.0.0.1:1 --admin-key k --users 5 chat");
   CHECK(r.first == 2);
   CHECK(r.second.find("parley-sim: ") != std::string::npos);
-  auto odd = run_command(std::string{PARLEY_SIM} +
-                         " --spawn-server --users 5 pairs");
+  auto odd =
+    run_command(std::string{PARLEY_SIM} + " --spawn-server --users 5 pairs");
   CHECK(odd.first == 2);
   CHECK(odd.second.find("even number of users") != std::string::npos);
   auto none = run_command(std::string{PARLEY_SIM} + " --users 5 chat");

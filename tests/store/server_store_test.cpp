@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <functional>
 
 using namespace parley;
 using namespace parley::store;
@@ -26,9 +27,12 @@ struct fixture {
   std::unique_ptr<server_store> db;
   issued_token alice, bob;
 
-  explicit fixture(uint64_t quota = 100000) {
+  explicit fixture(uint64_t quota = 100000,
+                   std::function<void(server_store_options&)> tweak = nullptr) {
     opts.env.sync = false;
     opts.inbox_quota = quota;
+    if (tweak)
+      tweak(opts);
     auto s = server_store::open(dir.path(), opts);
     REQUIRE_MESSAGE(s.ok(), s.error().to_string());
     db = std::move(*s);
@@ -417,4 +421,40 @@ TEST_CASE("one failing op fails alone, not its whole batch") {
   CHECK(out[2].append.status == message_status::invalid_dest);
   CHECK(std::find(touched.begin(), touched.end(), f.alice.uid) !=
         touched.end());
+}
+
+TEST_CASE("a full map refuses new messages, keeps serving, and recovers") {
+  fixture f{100000, [](server_store_options& o) {
+              o.env.map_size = 1 << 20;
+              o.env.max_map_size = 2 << 20; // 512 pages of 4 KiB
+            }};
+  std::string payload(2000, 'x');
+  uint64_t mid = 0;
+  append_outcome out;
+  for (;;) {
+    out = f.send(++mid, "bob", payload, t0, 0);
+    if (out.status != message_status::sent)
+      break;
+    REQUIRE(mid < 10000); // 2 MiB hold far fewer
+  }
+  uint64_t stored = mid - 1;
+  CHECK(stored > 50);
+  CHECK(out.status == message_status::fail);
+  CHECK(out.text.find("storage is full") != std::string::npos);
+  CHECK(out.text.find("max-map-size") != std::string::npos);
+  // Refused again, not half-written: bob's log holds what was SENT.
+  CHECK(f.send(++mid, "bob", payload, t0, 0).status == message_status::fail);
+  CHECK(f.db->log_size(f.bob.uid) == stored);
+  // Reads, acks and trims still work in the reserve.
+  auto log = f.log_of(f.bob.uid);
+  CHECK(log.size() == std::min<uint64_t>(stored, 1000));
+  f.apply({ack_op{f.bob.uid, "phone", stored, t0}});
+  f.apply({ack_op{f.alice.uid, "a1", f.db->head(f.alice.uid), t0}});
+  uint64_t later = t0 + uint64_t{f.opts.retention_s} * 1000 + 1000;
+  f.apply({trim_op{later, 100000}});
+  CHECK(f.db->log_size(f.bob.uid) == 0);
+  // Space is back: messages are accepted again.
+  for (int i = 0; i < 20; ++i)
+    CHECK(f.send(++mid, "bob", payload, later, 0).status ==
+          message_status::sent);
 }

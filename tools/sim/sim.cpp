@@ -140,51 +140,30 @@ class spawned_server {
                                   "warn"};
     if (o.server_nosync)
       args.emplace_back("--nosync");
-    int out[2];
-    if (::pipe(out) != 0)
-      return status{status_code::io_error, "pipe failed"};
-    auto pid = ::fork();
-    if (pid < 0)
-      return status{status_code::io_error, "fork failed"};
-    if (pid == 0) {
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      ::close(out[1]);
-      std::vector<char*> argv;
-      for (auto& a : args)
-        argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    s->pid_ = pid;
-    // Its first line says where it listens.
-    std::string line;
-    char c;
-    while (::read(out[0], &c, 1) == 1) {
-      if (c != '\n') {
-        line += c;
-        continue;
-      }
-      static const std::string prefix = "parleyd listening on ";
-      if (line.rfind(prefix, 0) == 0) {
-        auto addr = line.substr(prefix.size());
-        s->port_ =
-          static_cast<uint16_t>(std::stoul(addr.substr(addr.rfind(':') + 1)));
-        break;
-      }
-      line.clear();
-    }
-    ::close(out[0]);
-    if (s->port_ == 0)
-      return status{status_code::unavailable,
-                    "parleyd did not start (run it by hand to see why: " + bin +
-                      " --data-dir " + s->dir_ + ")"};
+    s->args_ = std::move(args);
+    if (auto st = s->launch(); !st)
+      return st;
     std::ifstream key{s->dir_ + "/admin.key"};
     std::getline(key, s->admin_key_);
     return s;
   }
+
+  /// kill -9, then a restart on the same data directory and port. The CPU
+  /// the killed process used is kept for the report.
+  status kill_and_restart() {
+    killed_cpu_s_ += cpu_s(pid_);
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = 0;
+    for (auto i = args_.begin(); i != args_.end(); ++i)
+      if (*i == "--port" && i + 1 != args_.end())
+        *(i + 1) = std::to_string(port_);
+    return launch();
+  }
+
+  /// CPU seconds of the processes killed so far.
+  double killed_cpu_s() const { return killed_cpu_s_; }
 
   ~spawned_server() {
     if (pid_ > 0) {
@@ -214,10 +193,59 @@ class spawned_server {
   std::string cert() const { return dir_ + "/cert.pem"; }
 
  private:
+  /// Starts parleyd with args_ and reads the port from its first line.
+  status launch() {
+    int out[2];
+    if (::pipe(out) != 0)
+      return status{status_code::io_error, "pipe failed"};
+    auto pid = ::fork();
+    if (pid < 0)
+      return status{status_code::io_error, "fork failed"};
+    if (pid == 0) {
+      ::dup2(out[1], 1);
+      ::close(out[0]);
+      ::close(out[1]);
+      std::vector<char*> argv;
+      for (auto& a : args_)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    pid_ = pid;
+    port_ = 0;
+    // Its first line says where it listens.
+    std::string line;
+    char c;
+    while (::read(out[0], &c, 1) == 1) {
+      if (c != '\n') {
+        line += c;
+        continue;
+      }
+      static const std::string prefix = "parleyd listening on ";
+      if (line.rfind(prefix, 0) == 0) {
+        auto addr = line.substr(prefix.size());
+        port_ =
+          static_cast<uint16_t>(std::stoul(addr.substr(addr.rfind(':') + 1)));
+        break;
+      }
+      line.clear();
+    }
+    ::close(out[0]);
+    if (port_ == 0)
+      return status{status_code::unavailable,
+                    "parleyd did not start (run it by hand to see why: " +
+                      args_[0] + " --data-dir " + dir_ + ")"};
+    return {};
+  }
+
+  std::vector<std::string> args_;
   int pid_ = 0;
   uint16_t port_ = 0;
   std::string dir_;
   std::string admin_key_;
+  double killed_cpu_s_ = 0;
 };
 
 // -- users -------------------------------------------------------------------
@@ -586,6 +614,8 @@ std::string report::to_json() const {
   j["threads"] = threads;
   j["callback_threads"] = callback_threads;
   j["server_threads"] = server_threads;
+  j["server_kills"] = server_kills;
+  j["connection_drops"] = connection_drops;
   j["verified"] = verified();
   return j.dump(2);
 }
@@ -601,7 +631,7 @@ std::string report::to_table() const {
     "sent            %llu (of %llu attempted; %llu failed)\n"
     "delivered       %llu  (%.0f msgs/s)\n"
     "latency ms      p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n"
-    "%s"
+    "%s%s"
     "server          rss %.1f MiB (before login %.1f MiB, %.1f KiB/user)  "
     "cpu %.1f s\n"
     "simulator       cpu %.1f s  threads %u + %u callback\n"
@@ -616,6 +646,12 @@ std::string report::to_table() const {
     drain_s > 0
       ? ("drain           " + std::to_string(drain_s) + " s (" +
          std::to_string(static_cast<uint64_t>(drain_per_s)) + " msgs/s)\n")
+          .c_str()
+      : "",
+    server_kills + connection_drops > 0
+      ? ("faults          " + std::to_string(server_kills) +
+         " server kills (kill -9 + restart), " +
+         std::to_string(connection_drops) + " connections dropped\n")
           .c_str()
       : "",
     server_rss_mb, server_rss_before_mb, rss_per_user_kib, server_cpu_s,
@@ -641,6 +677,15 @@ result<report> run(const options& o) {
                   "--payload must be at least " +
                     std::to_string(payload_header::size) +
                     " bytes (the simulator's header)"};
+  bool loaded = o.what == scenario::chat || o.what == scenario::pairs;
+  if (o.kill_server > 0 && !o.spawn_server)
+    return status{status_code::invalid_argument,
+                  "--kill-server kills the simulator's own parleyd: add "
+                  "--spawn-server"};
+  if ((o.kill_server > 0 || o.drop_rate > 0) && !loaded)
+    return status{status_code::invalid_argument,
+                  "faults (--kill-server, --drop-connections) are injected "
+                  "during the load of the chat and pairs scenarios"};
   raise_fd_limit();
 
   // The server.
@@ -713,6 +758,8 @@ result<report> run(const options& o) {
     // given what earlier runs' devices did not store.
     co.device_id = "parley-sim-device";
     co.memory_messages = 1024;
+    // Back soon after a fault: the run waits for what is in flight.
+    co.backoff_max = milliseconds(2000);
     auto c = client::create(co, *rt);
     if (!c)
       return c.error().annotate("creating client " + u->cred.address);
@@ -795,11 +842,50 @@ result<report> run(const options& o) {
     e.window_start_ns_ = t0;
     e.window_end_ns_ = t_end;
     e.sending_ = true;
+    // Faults are due at these times; wait_until() injects them on the way.
+    int64_t next_kill = INT64_MAX, next_drop = INT64_MAX;
+    auto kill_at = [&](uint64_t i) {
+      return t0 + static_cast<int64_t>(o.duration_s * 1e9 *
+                                       static_cast<double>(i + 1) /
+                                       (o.kill_server + 1));
+    };
+    if (o.kill_server > 0)
+      next_kill = kill_at(0);
+    if (o.drop_rate > 0)
+      next_drop = t0 + static_cast<int64_t>(1e9 / o.drop_rate);
+    std::minstd_rand victim{11};
+    status fault_error;
+    auto wait_until = [&](int64_t t) {
+      for (;;) {
+        auto next = std::min({t, next_kill, next_drop});
+        std::this_thread::sleep_until(
+          steady_clock::time_point(nanoseconds(next)));
+        auto now = now_ns();
+        if (now >= next_kill && fault_error.ok()) {
+          if (auto st = spawned->kill_and_restart(); !st) {
+            fault_error = st.annotate("restarting parleyd after kill -9");
+          } else {
+            server_pid = spawned->pid();
+            ++r.server_kills;
+          }
+          next_kill = r.server_kills < o.kill_server && fault_error.ok()
+                        ? kill_at(r.server_kills)
+                        : INT64_MAX;
+        }
+        if (now >= next_drop) {
+          auto& u = *e.users_[victim() % e.users_.size()];
+          if (u.c->reconnect().ok())
+            ++r.connection_drops;
+          next_drop += static_cast<int64_t>(1e9 / o.drop_rate);
+        }
+        if (now >= t)
+          return;
+      }
+    };
     if (e.closed_loop_) {
       for (auto& u : e.users_)
         e.fill(*u);
-      std::this_thread::sleep_until(
-        steady_clock::time_point(nanoseconds(t_end)));
+      wait_until(t_end);
     } else {
       // Open loop: message i is due at t0 + i / rate; latency counts from
       // then, so a stall shows in it even when sends fall behind.
@@ -819,15 +905,17 @@ result<report> run(const options& o) {
         }
         auto next =
           t0 + static_cast<int64_t>(static_cast<double>(i + 1) / o.rate * 1e9);
-        std::this_thread::sleep_until(
-          steady_clock::time_point(nanoseconds(std::min(next, t_end))));
+        wait_until(std::min(next, t_end));
       }
     }
     e.sending_ = false;
     r.duration_s = secs(now_ns() - t0);
     settle(e, o.settle_s);
+    if (!fault_error.ok())
+      return fault_error;
   }
-  r.server_cpu_s = cpu_s(server_pid) - cpu0_server;
+  r.server_cpu_s =
+    cpu_s(server_pid) - cpu0_server + (spawned ? spawned->killed_cpu_s() : 0);
   r.sim_cpu_s = self_cpu_s() - cpu0_self;
   if (o.what != scenario::storm)
     r.server_rss_mb = rss_mb(server_pid);

@@ -52,6 +52,13 @@ struct options {
   double settle_s = 10;
   /// storm: idle time before the memory sample.
   double idle_s = 2;
+  // Faults during the load (chat and pairs).
+  /// Connections dropped per second, a random user's each time (as a lost
+  /// network would drop them; the client reconnects).
+  double drop_rate = 0;
+  /// kill -9 the spawned parleyd this many times, evenly spread over the
+  /// load, restarting it on the same data directory and port each time.
+  uint32_t kill_server = 0;
   // Runtime.
   uint32_t threads = 1;
   uint32_t callback_threads = 1;
@@ -87,6 +94,8 @@ struct report {
   double server_cpu_s = 0;         ///< CPU the server used during the load.
   double sim_cpu_s = 0;            ///< CPU this process used during the load.
   uint32_t threads = 0, callback_threads = 0, server_threads = 0;
+  uint64_t server_kills = 0;     ///< kill -9 + restart cycles done.
+  uint64_t connection_drops = 0; ///< Connections dropped by the simulator.
   std::string server_version;
 
   /// True when nothing was lost, duplicated, reordered or left pending.
