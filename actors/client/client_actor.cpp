@@ -1,4 +1,5 @@
 #include "actors/client/client_actor.hpp"
+#include "actors/common/tsan.hpp"
 
 #include "actors/common/channel.hpp"
 #include "actors/server/messages.hpp"
@@ -73,7 +74,8 @@ struct client_state {
   static inline const char* name = "parley.client";
 };
 
-using client_ptr = caf::stateful_actor<client_state>*;
+using client_ptr =
+  caf::stateful_actor<client_state, net::hb_actor<caf::event_based_actor>>*;
 
 void set_status(client_ptr self, connection_status s,
                 const std::string& reason = {}) {

@@ -1,4 +1,5 @@
 #include "actors/server/connection.hpp"
+#include "actors/common/tsan.hpp"
 
 #include "actors/common/poller.hpp"
 #include "actors/server/context.hpp"
@@ -44,7 +45,8 @@ struct acceptor_state {
   }
 };
 
-using acceptor_ptr = caf::stateful_actor<acceptor_state>*;
+using acceptor_ptr =
+  caf::stateful_actor<acceptor_state, net::hb_actor<caf::event_based_actor>>*;
 
 void done_if_empty(acceptor_ptr self) {
   auto& st = self->state;

@@ -1,4 +1,5 @@
 #include "actors/server/dispatcher.hpp"
+#include "actors/common/tsan.hpp"
 
 #include "actors/server/context.hpp"
 #include "codec/protocol.hpp"
@@ -25,7 +26,8 @@ struct dispatcher_state {
   static inline const char* name = "parley.dispatcher";
 };
 
-using dispatcher_ptr = dispatcher_actor::stateful_pointer<dispatcher_state>;
+using dispatcher_ptr =
+  caf::stateful_actor<dispatcher_state, net::hb_actor<dispatcher_actor::base>>*;
 
 void remove(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
   auto& st = self->state;

@@ -1,6 +1,7 @@
 #include "actors/server/session.hpp"
 
 #include "actors/common/channel.hpp"
+#include "actors/common/tsan.hpp"
 #include "actors/server/context.hpp"
 #include "codec/codec.hpp"
 
@@ -68,7 +69,8 @@ struct session_state {
   static inline const char* name = "parley.session";
 };
 
-using session_ptr = caf::stateful_actor<session_state>*;
+using session_ptr =
+  caf::stateful_actor<session_state, net::hb_actor<caf::event_based_actor>>*;
 
 template<class Frame>
 void put(session_ptr self, const Frame& f) {

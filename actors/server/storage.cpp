@@ -1,4 +1,5 @@
 #include "actors/server/storage.hpp"
+#include "actors/common/tsan.hpp"
 
 #include "actors/server/context.hpp"
 #include "codec/codec.hpp"
@@ -27,7 +28,8 @@ struct storage_state {
   static inline const char* name = "parley.storage";
 };
 
-using storage_ptr = storage_actor::stateful_pointer<storage_state>;
+using storage_ptr =
+  caf::stateful_actor<storage_state, net::hb_actor<storage_actor::base>>*;
 
 /// Largest group-commit batch: beyond it the batch commits at once.
 constexpr size_t max_batch = 4096;

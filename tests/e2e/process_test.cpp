@@ -163,6 +163,26 @@ TEST_CASE(
   CHECK(out.find("Cipher is (NONE)") != std::string::npos);
 }
 
+TEST_CASE("with --tls12, TLS 1.2 is served with forward-secret AEAD ciphers "
+          "only") {
+  temp_dir dir;
+  parleyd_process p{dir.path(), 0, {"--tls12"}};
+  auto target = " -connect 127.0.0.1:" + std::to_string(p.port()) +
+                " -CAfile " + dir.path() + "/cert.pem -verify_return_error";
+  auto run = [](const std::string& args) {
+    return run_command("openssl s_client" + args + " </dev/null");
+  };
+  auto [rc, out] = run(target + " -tls1_2");
+  CHECK(rc == 0);
+  CHECK(out.find("ECDHE-ECDSA-AES") != std::string::npos);
+  // CBC, and no forward secrecy: refused.
+  for (auto weak : {"ECDHE-ECDSA-AES128-SHA", "AES128-SHA", "AES256-SHA256"}) {
+    std::tie(rc, out) = run(target + " -tls1_2 -cipher " + weak);
+    CHECK_MESSAGE(rc != 0, weak);
+    CHECK(out.find("Cipher is (NONE)") != std::string::npos);
+  }
+}
+
 // -- parley-sim
 // ------------------------------------------------------------------
 
