@@ -26,8 +26,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <type_traits>
 
 namespace parley {
 
@@ -137,6 +140,31 @@ result<std::pair<int, uint16_t>> listen_on(const std::string& host,
 
 } // namespace
 
+namespace {
+
+/// The value of `f` once set, or nullopt after `limit` or when the actor
+/// that held the promise was gone (a broken promise).
+template<class T>
+auto wait_for(std::future<T>& f, std::chrono::seconds limit) {
+  using value = std::conditional_t<std::is_void_v<T>, bool, T>;
+  std::optional<value> out;
+  if (f.wait_for(limit) != std::future_status::ready)
+    return out;
+  try {
+    if constexpr (std::is_void_v<T>) {
+      f.get();
+      out = true;
+    } else {
+      out = f.get();
+    }
+  } catch (const std::future_error&) {
+    // broken promise: the actor went away without answering
+  }
+  return out;
+}
+
+} // namespace
+
 struct server::impl {
   /// Socket readiness for every connection; first member, so destroyed
   /// last (after the actor system and its sessions).
@@ -161,33 +189,27 @@ struct server::impl {
     if (auto e = codec::encode(f, body); e != codec::errc::ok)
       return codec::to_status(e, "admin request");
     body.erase(body.begin(), body.begin() + codec::header_size);
-    caf::scoped_actor self{*sys};
+    auto slot = std::make_shared<std::promise<parley::srv::bytes>>();
+    auto answer_future = slot->get_future();
+    caf::anon_send(ctx->storage, parley::srv::admin_atom::value,
+                   static_cast<uint8_t>(Frame::type), std::move(body),
+                   std::move(slot));
+    auto answer = wait_for(answer_future, std::chrono::seconds(30));
+    if (!answer)
+      return status{status_code::unavailable,
+                    "the server's storage did not answer within 30 s"};
     result<codec::frame> out{
-      status{status_code::unavailable, "the server did not answer"}};
-    self
-      ->request(ctx->storage, std::chrono::seconds(30),
-                parley::srv::admin_atom::value,
-                static_cast<uint8_t>(Frame::type), std::move(body))
-      .receive(
-        [&](const parley::srv::bytes& answer) {
-          codec::frame f;
-          if (answer.size() < codec::header_size) {
-            out = status{status_code::internal, "empty admin answer"};
-            return;
-          }
-          auto t = static_cast<codec::frame_type>(answer[0]);
-          auto e = codec::decode(t, answer.data() + codec::header_size,
-                                 answer.size() - codec::header_size, f);
-          if (e != codec::errc::ok)
-            out = codec::to_status(e, "admin answer");
-          else
-            out = std::move(f);
-        },
-        [&](caf::error& err) {
-          out =
-            status{status_code::unavailable,
-                   "the server's storage did not answer: " + sys->render(err)};
-        });
+      status{status_code::internal, "empty admin answer"}};
+    if (answer->size() >= codec::header_size) {
+      codec::frame f;
+      auto t = static_cast<codec::frame_type>((*answer)[0]);
+      auto e = codec::decode(t, answer->data() + codec::header_size,
+                             answer->size() - codec::header_size, f);
+      if (e != codec::errc::ok)
+        out = codec::to_status(e, "admin answer");
+      else
+        out = std::move(f);
+    }
     return out;
   }
 
@@ -203,21 +225,22 @@ struct server::impl {
 
   void shutdown() {
     ctx->stopping = true;
-    caf::scoped_actor self{*sys};
     // The acceptor stops accepting and tells every connection (logged in,
     // still in the handshake, or admin); it answers once all are gone.
-    self
-      ->request(acceptor, std::chrono::seconds(10),
-                parley::srv::shutdown_atom::value)
-      .receive([](bool) {}, [](caf::error&) {});
-    self
-      ->request(ctx->storage, std::chrono::seconds(30),
-                parley::srv::flush_atom::value)
-      .receive([](bool) {}, [](caf::error&) {});
+    auto gone = std::make_shared<std::promise<void>>();
+    auto gone_future = gone->get_future();
+    caf::anon_send(acceptor, parley::srv::shutdown_atom::value,
+                   std::move(gone));
+    wait_for(gone_future, std::chrono::seconds(10));
+    auto flushed = std::make_shared<std::promise<void>>();
+    auto flushed_future = flushed->get_future();
+    caf::anon_send(ctx->storage, parley::srv::flush_atom::value,
+                   std::move(flushed));
+    wait_for(flushed_future, std::chrono::seconds(30));
     if (auto s = ctx->store->sync(); !s)
       ctx->log->error("final sync failed: {}", s.to_string());
-    self->send_exit(ctx->storage, caf::exit_reason::user_shutdown);
-    self->send_exit(ctx->dispatcher, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(ctx->storage, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(ctx->dispatcher, caf::exit_reason::user_shutdown);
     ctx->log->info("stopped");
   }
 };
@@ -412,13 +435,11 @@ void server::wait() {
 }
 
 uint64_t server::sessions() const {
-  caf::scoped_actor self{*impl_->sys};
-  uint64_t n = 0;
-  self
-    ->request(impl_->ctx->dispatcher, std::chrono::seconds(10),
-              parley::srv::count_atom::value)
-    .receive([&](uint64_t x) { n = x; }, [](caf::error&) {});
-  return n;
+  auto slot = std::make_shared<std::promise<uint64_t>>();
+  auto n = slot->get_future();
+  caf::anon_send(impl_->ctx->dispatcher, parley::srv::count_atom::value,
+                 std::move(slot));
+  return wait_for(n, std::chrono::seconds(10)).value_or(0);
 }
 
 status server::app_add(const std::string& app_id, const std::string& name) {

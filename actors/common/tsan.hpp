@@ -41,7 +41,12 @@ class hb_actor : public Base {
   template<class... Ts>
   explicit hb_actor(caf::actor_config& cfg, Ts&&... xs)
     : Base(cfg, std::forward<Ts>(xs)...) {
+    // nop
+  }
+
+  void launch(caf::execution_unit* eu, bool lazy, bool hide) override {
     __tsan_release(this); // what the spawning thread built...
+    Base::launch(eu, lazy, hide);
   }
 
   void initialize() override {

@@ -28,7 +28,7 @@ struct acceptor_state {
   uint64_t token = 0;
   bool registered = false;
   std::unordered_set<caf::actor> sessions;
-  std::vector<caf::response_promise> waiters;
+  std::vector<done_slot> waiters;
   static inline const char* name = "parley.acceptor";
 
   ~acceptor_state() { stop_listening(); }
@@ -52,8 +52,8 @@ void done_if_empty(acceptor_ptr self) {
   auto& st = self->state;
   if (!st.sessions.empty() || st.waiters.empty())
     return;
-  for (auto& rp : st.waiters)
-    rp.deliver(true);
+  for (auto& w : st.waiters)
+    w->set_value();
   st.waiters.clear();
   self->quit();
 }
@@ -108,21 +108,19 @@ caf::actor make_acceptor(caf::actor_system& sys, int fd,
     });
     return {
       [=](io_atom) { accept_all(self); },
-      [=](shutdown_atom) -> caf::result<bool> {
+      [=](shutdown_atom, done_slot& done) {
         // Stop accepting, tell every session, answer when all are gone (or
         // after a grace period for peers that never drain).
         auto& st = self->state;
         st.stop_listening();
         for (auto& s : st.sessions)
           self->send(s, shutdown_atom::value);
-        st.waiters.push_back(self->make_response_promise());
-        auto rp = st.waiters.back();
+        st.waiters.push_back(std::move(done));
         if (st.sessions.empty()) {
           done_if_empty(self);
-          return rp;
+          return;
         }
         self->delayed_send(self, std::chrono::seconds(5), tick_atom::value);
-        return rp;
       },
       [=](tick_atom) {
         self->state.sessions.clear();

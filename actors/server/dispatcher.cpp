@@ -121,6 +121,9 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
           caf::anon_send(ds.session, kick_atom::value, reason, text);
       },
       [=](count_atom) -> uint64_t { return self->state.sessions; },
+      [=](count_atom, count_slot& slot) {
+        slot->set_value(self->state.sessions);
+      },
     };
   };
   return sys.spawn(fn, std::move(ctx));

@@ -30,7 +30,8 @@ using dispatcher_actor = caf::typed_actor<
   caf::reacts_to<log_atom, std::vector<uint64_t>>,
   caf::replies_to<realtime_atom, uint64_t, bytes>::with<uint32_t>,
   caf::reacts_to<kick_atom, uint64_t, uint8_t, std::string>,
-  caf::replies_to<count_atom>::with<uint64_t>>;
+  caf::replies_to<count_atom>::with<uint64_t>,
+  caf::reacts_to<count_atom, count_slot>>;
 
 struct context;
 

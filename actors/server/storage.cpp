@@ -277,9 +277,23 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         schedule_flush(self);
         self->delayed_send(self, std::chrono::seconds(1), sweep_atom::value);
       },
+      [=](admin_atom, uint8_t type, const bytes& body, bytes_slot& slot) {
+        flush(self);
+        try {
+          slot->set_value(run_admin(self, type, body));
+        } catch (const std::exception& e) {
+          slot->set_value(reply_frame(
+            0, status{status_code::internal,
+                      std::string{"admin request failed: "} + e.what()}));
+        }
+      },
       [=](flush_atom) -> bool {
         flush(self);
         return true;
+      },
+      [=](flush_atom, done_slot& slot) {
+        flush(self);
+        slot->set_value();
       },
       [=](tick_atom) { flush(self); },
     };

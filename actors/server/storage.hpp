@@ -12,7 +12,9 @@
 //   (expire, uid, seqs)       -> ()             EXPIRED to their senders
 //   (admin, type, body)       -> bytes          an admin frame, answered by
 //                                               an encoded answer frame
+//   (admin, type, body, slot) -> ()             the same, answered in slot
 //   (flush)                   -> bool           commits what is queued
+//   (flush, slot)             -> ()             the same, done in slot
 //   (tick)                    -> ()             same, sent to itself
 //   (sweep)                   -> ()             EXPIRED for messages whose
 //                                               expiry passed undelivered;
@@ -35,7 +37,9 @@ using storage_actor = caf::typed_actor<
   caf::reacts_to<read_atom, uint64_t, std::string, uint64_t>,
   caf::reacts_to<expire_atom, uint64_t, std::vector<uint64_t>>,
   caf::replies_to<admin_atom, uint8_t, bytes>::with<bytes>,
-  caf::replies_to<flush_atom>::with<bool>, caf::reacts_to<tick_atom>,
+  caf::reacts_to<admin_atom, uint8_t, bytes, bytes_slot>,
+  caf::replies_to<flush_atom>::with<bool>,
+  caf::reacts_to<flush_atom, done_slot>, caf::reacts_to<tick_atom>,
   caf::reacts_to<sweep_atom>>;
 
 struct context;

@@ -215,8 +215,11 @@ TEST_CASE("a receiver that stops reading costs the server bounded memory") {
                                     << "receiver that does not read: " << after
                                     << " KiB");
   // The window (512 records) and the write buffer (1 MiB) bound what waits
-  // for him in memory; the rest waits on disk.
+  // for him in memory; the rest waits on disk. (Not under sanitizers: ASan
+  // keeps freed memory in quarantine, 256 MiB by default.)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   CHECK(after < before + 24 * 1024);
+#endif
   // He resumes and gets everything, in order.
   for (uint64_t i = 1; i <= mid; ++i) {
     auto m = receive(*b);
