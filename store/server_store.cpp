@@ -29,6 +29,11 @@ namespace parley::store {
 //   reads       uid, peer uid -> u64 seq read up to
 //   expired     uid, seq -> ""  (EXPIRED already sent for that record)
 //   expiries    expires_ms, uid, seq -> ""  (messages by expiry, for sweeps)
+//   groups      u32 gid -> u32 flags, u64 owner uid, u64 created ms,
+//               u16 app length, app_id, name
+//   members     u32 gid, uid -> u32 member flags
+//   user_groups uid, u32 gid -> ""
+//   (meta "next_gid" -> u32)
 
 namespace {
 
@@ -235,7 +240,7 @@ struct server_store::impl {
   std::unique_ptr<env> e;
   server_store_options opts;
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
-    reads, expired, expiries;
+    reads, expired, expiries, groups, members, user_groups;
   codec::buffer frame_buf;     // writer-side scratch (one writer at a time)
   uint64_t trim_next_uid = 0;  // round-robin position of log trimming
   std::string trim_next_dedup; // round-robin position of dedup trimming
@@ -416,6 +421,461 @@ struct server_store::impl {
   // -- write operations
   // ------------------------------------------------------------
 
+  // -- groups
+  // ------------------------------------------------------------------
+
+  struct group_rec {
+    uint32_t flags = 0;
+    uint64_t owner = 0;
+    uint64_t created_ms = 0;
+    std::string app;
+    std::string name;
+  };
+
+  static std::string encode_group(const group_rec& g) {
+    std::string v;
+    for (int i = 0; i < 4; ++i)
+      v.push_back(static_cast<char>(g.flags >> (8 * i)));
+    put_le64(v, g.owner);
+    put_le64(v, g.created_ms);
+    v.push_back(static_cast<char>(g.app.size()));
+    v.push_back(static_cast<char>(g.app.size() >> 8));
+    v.append(g.app);
+    v.append(g.name);
+    return v;
+  }
+
+  static bool decode_group(std::string_view v, group_rec& g) {
+    if (v.size() < 22)
+      return false;
+    g.flags = static_cast<uint8_t>(v[0]) |
+              (static_cast<uint32_t>(static_cast<uint8_t>(v[1])) << 8) |
+              (static_cast<uint32_t>(static_cast<uint8_t>(v[2])) << 16) |
+              (static_cast<uint32_t>(static_cast<uint8_t>(v[3])) << 24);
+    g.owner = get_le64(v.data() + 4);
+    g.created_ms = get_le64(v.data() + 12);
+    size_t alen = static_cast<uint8_t>(v[20]) |
+                  (static_cast<size_t>(static_cast<uint8_t>(v[21])) << 8);
+    if (v.size() < 22 + alen)
+      return false;
+    g.app.assign(v.data() + 22, alen);
+    g.name.assign(v.data() + 22 + alen, v.size() - 22 - alen);
+    return true;
+  }
+
+  static std::string le32(uint32_t x) {
+    std::string v;
+    for (int i = 0; i < 4; ++i)
+      v.push_back(static_cast<char>(x >> (8 * i)));
+    return v;
+  }
+
+  static uint32_t get_le32(const char* p) {
+    return static_cast<uint8_t>(p[0]) |
+           (static_cast<uint32_t>(static_cast<uint8_t>(p[1])) << 8) |
+           (static_cast<uint32_t>(static_cast<uint8_t>(p[2])) << 16) |
+           (static_cast<uint32_t>(static_cast<uint8_t>(p[3])) << 24);
+  }
+
+  result<std::optional<group_rec>> get_group(txn& t, uint32_t gid) {
+    key_builder k;
+    k.u32(gid);
+    auto v = t.get(groups, k.view());
+    if (!v)
+      return v.error();
+    if (!*v)
+      return std::optional<group_rec>{};
+    group_rec g;
+    if (!decode_group(**v, g))
+      return corrupt("group");
+    return std::optional<group_rec>{std::move(g)};
+  }
+
+  /// The member flags of `uid` in `gid`, nullopt when not a member.
+  result<std::optional<uint32_t>> member_of(txn& t, uint32_t gid,
+                                            uint64_t uid) {
+    key_builder k;
+    k.u32(gid).u64(uid);
+    auto v = t.get(members, k.view());
+    if (!v)
+      return v.error();
+    if (!*v)
+      return std::optional<uint32_t>{};
+    if ((*v)->size() < 4)
+      return corrupt("group member");
+    return std::optional<uint32_t>{get_le32((*v)->data())};
+  }
+
+  /// Every member of `gid` as (uid, flags), by uid.
+  result<std::vector<std::pair<uint64_t, uint32_t>>> members_of(txn& t,
+                                                                uint32_t gid) {
+    std::vector<std::pair<uint64_t, uint32_t>> out;
+    auto c = t.open_cursor(members);
+    if (!c)
+      return c.error();
+    key_builder k;
+    k.u32(gid);
+    std::string prefix{k.view()};
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    while (c->valid() && c->key().substr(0, 4) == prefix) {
+      if (c->key().size() < 12 || c->value().size() < 4)
+        return corrupt("group member");
+      out.emplace_back(get_be64(c->key().data() + 4),
+                       get_le32(c->value().data()));
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return out;
+  }
+
+  status put_member(txn& t, uint32_t gid, uint64_t uid, uint32_t flags) {
+    key_builder k;
+    k.u32(gid).u64(uid);
+    if (auto s = t.put(members, k.view(), le32(flags)); !s)
+      return s;
+    key_builder u;
+    u.u64(uid).u32(gid);
+    return t.put(user_groups, u.view(), "");
+  }
+
+  /// Removes `uid` from `gid` (nothing when it is not a member).
+  status del_member(txn& t, uint32_t gid, uint64_t uid) {
+    auto mine = member_of(t, gid, uid);
+    if (!mine)
+      return mine.error();
+    if (!*mine)
+      return {};
+    key_builder k;
+    k.u32(gid).u64(uid);
+    if (auto s = t.del(members, k.view()); !s)
+      return s;
+    key_builder u;
+    u.u64(uid).u32(gid);
+    return t.del(user_groups, u.view());
+  }
+
+  /// The group as group_info shows it (members with their addresses).
+  result<codec::group_info> group_view(txn& t, uint32_t gid,
+                                       const group_rec& g) {
+    codec::group_info info;
+    info.group_id = gid;
+    info.name = g.name;
+    info.flags = g.flags;
+    info.owner = identity(t, g.owner).second;
+    auto ms = members_of(t, gid);
+    if (!ms)
+      return ms.error();
+    for (auto& [uid, flags] : *ms)
+      info.members.push_back(codec::member{identity(t, uid).second, flags});
+    return info;
+  }
+
+  /// Appends a group_event to the log of each of `uids`.
+  status group_event(txn& t, const std::vector<uint64_t>& uids, uint32_t gid,
+                     codec::group_event_kind kind, const group_op& op,
+                     const group_rec& g,
+                     const std::vector<codec::member>& concerned,
+                     std::vector<uint64_t>& touched) {
+    codec::group_event ev;
+    ev.ts_ms = op.now_ms;
+    ev.group_id = gid;
+    ev.kind = kind;
+    ev.actor = op.actor;
+    ev.name = g.name;
+    ev.flags = g.flags;
+    ev.members = concerned;
+    for (auto uid : uids) {
+      frame_buf.clear();
+      codec::encode(ev, frame_buf);
+      auto seq = append_record(t, uid, op.now_ms, 0, op.actor_uid,
+                               codec::frame_type::group_event, {}, frame_buf);
+      if (!seq)
+        return seq.error();
+      touched.push_back(uid);
+    }
+    return {};
+  }
+
+  status do_group(txn& t, group_op& op, group_outcome& out,
+                  std::vector<uint64_t>& touched) {
+    using kind = codec::group_event_kind;
+    namespace mf = codec::member_flags;
+    auto refuse = [&](status_code c, std::string text) {
+      out.refusal = status{c, std::move(text)};
+      return status{};
+    };
+    // Members named by address: each must be a user of the app.
+    std::vector<std::pair<uint64_t, uint32_t>> named;
+    for (auto& m : op.members) {
+      auto u = get_user(t, op.app_id, m.address);
+      if (!u)
+        return u.error();
+      if (!*u)
+        return refuse(status_code::invalid_argument,
+                      "there is no user '" + m.address + "' in app '" +
+                        op.app_id + "': check the member's address");
+      named.emplace_back((*u)->uid, m.flags);
+    }
+    if (op.kind == codec::frame_type::group_create) {
+      auto nv = t.get(meta, "next_gid");
+      if (!nv)
+        return nv.error();
+      uint32_t gid = *nv && (*nv)->size() == 4 ? get_le32((*nv)->data()) : 1;
+      if (auto s = t.put(meta, "next_gid", le32(gid + 1)); !s)
+        return s;
+      group_rec g{op.flags, op.actor_uid, op.now_ms, op.app_id, op.name};
+      key_builder k;
+      k.u32(gid);
+      if (auto s = t.put(groups, k.view(), encode_group(g)); !s)
+        return s;
+      if (auto s =
+            put_member(t, gid, op.actor_uid, mf::send | mf::recv | mf::admin);
+          !s)
+        return s;
+      for (auto& [uid, flags] : named)
+        if (uid != op.actor_uid)
+          if (auto s = put_member(t, gid, uid,
+                                  flags != 0 ? flags : mf::send | mf::recv);
+              !s)
+            return s;
+      auto info = group_view(t, gid, g);
+      if (!info)
+        return info.error();
+      std::vector<uint64_t> all;
+      auto ms = members_of(t, gid);
+      if (!ms)
+        return ms.error();
+      for (auto& m : *ms)
+        all.push_back(m.first);
+      if (auto s = group_event(t, all, gid, kind::created, op, g, info->members,
+                               touched);
+          !s)
+        return s;
+      out.info = std::move(*info);
+      return {};
+    }
+    auto g = get_group(t, op.group_id);
+    if (!g)
+      return g.error();
+    auto mine = member_of(t, op.group_id, op.actor_uid);
+    if (!mine)
+      return mine.error();
+    // Non-members learn nothing about a group, not even that it exists.
+    if (!*g || (*g)->app != op.app_id || !*mine)
+      return refuse(status_code::not_found,
+                    "you are not a member of group " +
+                      std::to_string(op.group_id) +
+                      ": check the group id (a member must add you)");
+    auto& grp = **g;
+    bool admin = (**mine & mf::admin) != 0;
+    bool owner = grp.owner == op.actor_uid;
+    auto before = members_of(t, op.group_id);
+    if (!before)
+      return before.error();
+    std::vector<uint64_t> everyone;
+    for (auto& m : *before)
+      everyone.push_back(m.first);
+    key_builder gk;
+    gk.u32(op.group_id);
+    switch (op.kind) {
+    case codec::frame_type::group_members: {
+      if (!admin)
+        return refuse(status_code::permission_denied,
+                      "only an admin of group " + std::to_string(op.group_id) +
+                        " may change its members: ask one of its admins");
+      if (op.op == codec::member_op::add) {
+        for (auto& [uid, flags] : named)
+          if (auto s = put_member(t, op.group_id, uid,
+                                  flags != 0 ? flags : mf::send | mf::recv);
+              !s)
+            return s;
+        for (auto& [uid, flags] : named)
+          if (std::find(everyone.begin(), everyone.end(), uid) ==
+              everyone.end())
+            everyone.push_back(uid);
+        if (auto s = group_event(t, everyone, op.group_id, kind::members_added,
+                                 op, grp, op.members, touched);
+            !s)
+          return s;
+      } else {
+        for (auto& [uid, flags] : named)
+          if (uid == grp.owner)
+            return refuse(status_code::permission_denied,
+                          "the owner cannot be removed from group " +
+                            std::to_string(op.group_id) +
+                            ": the owner may delete the group instead");
+        // Everyone before the removal learns it, the removed included.
+        if (auto s =
+              group_event(t, everyone, op.group_id, kind::members_removed, op,
+                          grp, op.members, touched);
+            !s)
+          return s;
+        for (auto& [uid, flags] : named)
+          if (auto s = del_member(t, op.group_id, uid); !s)
+            return s;
+      }
+      break;
+    }
+    case codec::frame_type::group_leave: {
+      if (owner)
+        return refuse(status_code::permission_denied,
+                      "the owner cannot leave group " +
+                        std::to_string(op.group_id) +
+                        ": delete it instead (group_delete)");
+      if (auto s = group_event(t, everyone, op.group_id, kind::left, op, grp,
+                               {codec::member{op.actor, **mine}}, touched);
+          !s)
+        return s;
+      if (auto s = del_member(t, op.group_id, op.actor_uid); !s)
+        return s;
+      break;
+    }
+    case codec::frame_type::group_delete: {
+      if (!owner)
+        return refuse(status_code::permission_denied,
+                      "only the owner of group " + std::to_string(op.group_id) +
+                        " may delete it");
+      if (auto s = group_event(t, everyone, op.group_id, kind::deleted, op, grp,
+                               {}, touched);
+          !s)
+        return s;
+      for (auto uid : everyone)
+        if (auto s = del_member(t, op.group_id, uid); !s)
+          return s;
+      if (auto s = t.del(groups, gk.view()); !s)
+        return s;
+      out.info = codec::group_info{};
+      out.info.group_id = op.group_id;
+      out.info.name = grp.name;
+      out.info.flags = grp.flags;
+      out.info.owner = op.actor;
+      return {};
+    }
+    case codec::frame_type::group_set: {
+      if (!admin)
+        return refuse(status_code::permission_denied,
+                      "only an admin of group " + std::to_string(op.group_id) +
+                        " may change its name or flags");
+      grp.name = op.name;
+      grp.flags = op.flags;
+      if (auto s = t.put(groups, gk.view(), encode_group(grp)); !s)
+        return s;
+      if (auto s = group_event(t, everyone, op.group_id, kind::settings_changed,
+                               op, grp, {}, touched);
+          !s)
+        return s;
+      break;
+    }
+    default:
+      return refuse(status_code::invalid_argument,
+                    "not a group change: " +
+                      std::string{codec::to_string(op.kind)});
+    }
+    auto info = group_view(t, op.group_id, grp);
+    if (!info)
+      return info.error();
+    out.info = std::move(*info);
+    return {};
+  }
+
+  /// The fan-out of a group message (see append_op). `dk` is its dedup key.
+  status do_group_append(txn& t, append_op& op, append_outcome& out,
+                         std::vector<uint64_t>& touched, std::string_view dk) {
+    namespace mf = codec::member_flags;
+    namespace gf = codec::group_flags;
+    auto& m = op.msg;
+    out.ts_ms = op.now_ms;
+    auto g = get_group(t, m.group_id);
+    if (!g)
+      return g.error();
+    auto mine = member_of(t, m.group_id, op.sender_uid);
+    if (!mine)
+      return mine.error();
+    if (!*g || (*g)->app != op.app_id) {
+      out.status = codec::message_status::invalid_dest;
+      out.text = "there is no group " + std::to_string(m.group_id) +
+                 " in app '" + op.app_id + "': check the group id";
+      return {};
+    }
+    auto& grp = **g;
+    if (!*mine && (grp.flags & gf::send_by_anyone) == 0) {
+      out.status = codec::message_status::not_member;
+      out.text = "you are not a member of group " + std::to_string(m.group_id) +
+                 ": a group admin must add you";
+      return {};
+    }
+    if (*mine && (grp.flags & gf::send_by_selected) != 0 &&
+        (**mine & mf::send) == 0) {
+      out.status = codec::message_status::not_member;
+      out.text = "group " + std::to_string(m.group_id) +
+                 " takes messages from selected members only, and you may "
+                 "not send: ask an admin for the send permission";
+      return {};
+    }
+    if (room_full) {
+      out.status = codec::message_status::fail;
+      out.text = room_text;
+      return {};
+    }
+    auto ms = members_of(t, m.group_id);
+    if (!ms)
+      return ms.error();
+    uint64_t ts = op.now_ms;
+    uint64_t expiry_s = std::min<uint64_t>(m.expiry_s, opts.retention_s);
+    uint64_t expires = ts + expiry_s * 1000;
+    auto& rec = scratch_msg;
+    rec.seq = 0;
+    rec.ts_ms = ts;
+    rec.sender = op.sender;
+    rec.peer = op.sender;
+    rec.group_id = m.group_id;
+    rec.mid = m.mid;
+    rec.flags = m.flags;
+    rec.kind = m.kind;
+    rec.in_reply_to = m.in_reply_to;
+    rec.outgoing = false;
+    rec.payload = m.payload;
+    rec.file = m.file;
+    for (auto& [uid, flags] : *ms) {
+      if ((flags & mf::recv) == 0)
+        continue;
+      if (uid == op.sender_uid && (grp.flags & gf::recv_loopback) == 0)
+        continue;
+      frame_buf.clear();
+      codec::encode(rec, frame_buf);
+      auto rseq = append_record(t, uid, ts, expires, op.sender_uid,
+                                codec::frame_type::message, {}, frame_buf);
+      if (!rseq)
+        return rseq.error();
+      key_builder ek;
+      ek.u64(expires).u64(uid).u64(*rseq);
+      if (auto s = t.put(expiries, ek.view(), ""); !s)
+        return s;
+      touched.push_back(uid);
+    }
+    // The sender's copy (its other devices see what it sent).
+    rec.peer.clear();
+    rec.outgoing = true;
+    frame_buf.clear();
+    codec::encode(rec, frame_buf);
+    auto sseq = append_record(t, op.sender_uid, ts, expires, 0,
+                              codec::frame_type::message, op.device, frame_buf);
+    if (!sseq)
+      return sseq.error();
+    std::string dv;
+    put_le64(dv, *sseq);
+    put_le64(dv, 0);
+    put_le64(dv, 0);
+    put_le64(dv, ts);
+    if (auto s = t.put(dedup, dk, dv); !s)
+      return s;
+    out.status = codec::message_status::sent;
+    out.sender_seq = *sseq;
+    touched.push_back(op.sender_uid);
+    return {};
+  }
+
   status do_append(txn& t, append_op& op, append_outcome& out,
                    std::vector<uint64_t>& touched) {
     auto& m = op.msg;
@@ -439,6 +899,8 @@ struct server_store::impl {
       out.ts_ms = get_le64((*d)->data() + 24);
       return {};
     }
+    if (m.group_id != 0)
+      return do_group_append(t, op, out, touched, dk.view());
     auto ru = get_user(t, op.app_id, m.peer);
     if (!ru)
       return ru.error();
@@ -538,6 +1000,11 @@ struct server_store::impl {
         r.other_uid == my_uid)
       return {};
     codec::status_update su{0, m.mid, me, 0, {}, value, now, {}};
+    if (m.group_id != 0) { // per member, in the group's conversation
+      su.peer.clear();
+      su.group_id = m.group_id;
+      su.member = me;
+    }
     frame_buf.clear();
     codec::encode(su, frame_buf);
     auto seq = append_record(t, r.other_uid, now, 0, my_uid,
@@ -665,6 +1132,11 @@ struct server_store::impl {
                             "not delivered before its expiry: '" + me +
                               "' was offline; send it again or with a "
                               "longer expiry"};
+    if (m.group_id != 0) { // per member, in the group's conversation
+      su.peer.clear();
+      su.group_id = m.group_id;
+      su.member = me;
+    }
     frame_buf.clear();
     codec::encode(su, frame_buf);
     auto s = append_record(t, r.other_uid, now, 0, uid,
@@ -948,7 +1420,10 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
                                  {&p->dedup, "dedup"},
                                  {&p->reads, "reads"},
                                  {&p->expired, "expired"},
-                                 {&p->expiries, "expiries"}});
+                                 {&p->expiries, "expiries"},
+                                 {&p->groups, "groups"},
+                                 {&p->members, "members"},
+                                 {&p->user_groups, "user_groups"}});
         !s)
       return s;
     return check_format(t, p->meta, "format", server_format_version);
@@ -1243,6 +1718,8 @@ status run_op(server_store::impl& p, txn& t, write_op& op, write_outcome& out,
         return p.do_expire(t, x, touched);
       else if constexpr (std::is_same_v<T, sweep_op>)
         return p.do_sweep(t, x, touched);
+      else if constexpr (std::is_same_v<T, group_op>)
+        return p.do_group(t, x, out.group, touched);
       else
         return p.do_trim(t, x);
     },
@@ -1289,7 +1766,7 @@ status server_store::apply(std::vector<write_op>& ops,
     }
     st = first_error;
   } else if (!st) {
-    out.assign(ops.size(), write_outcome{st, {}});
+    out.assign(ops.size(), write_outcome{st, {}, {}});
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
@@ -1360,6 +1837,54 @@ bool server_store::token_valid(const std::string& token_id, uint64_t now_ms) {
   auto [app, address] = impl_->identity(*t, rec.uid);
   auto u = impl_->get_user(*t, app, address);
   return u && *u && !(*u)->disabled;
+}
+
+result<codec::group_info> server_store::group_get(uint64_t uid,
+                                                  uint32_t group_id) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  auto g = impl_->get_group(*t, group_id);
+  if (!g)
+    return g.error();
+  auto mine = impl_->member_of(*t, group_id, uid);
+  if (!mine)
+    return mine.error();
+  if (!*g || !*mine)
+    return status{status_code::not_found,
+                  "you are not a member of group " + std::to_string(group_id) +
+                    ": check the group id (a member must add you)"};
+  return impl_->group_view(*t, group_id, **g);
+}
+
+result<std::vector<codec::group_summary>>
+server_store::groups_of(uint64_t uid) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  std::vector<codec::group_summary> out;
+  auto c = t->open_cursor(impl_->user_groups);
+  if (!c)
+    return c.error();
+  auto prefix = be64(uid);
+  if (auto s = c->seek(prefix); !s)
+    return s;
+  while (c->valid() && c->key().substr(0, 8) == prefix) {
+    if (c->key().size() < 12)
+      return impl_->corrupt("user group");
+    uint32_t gid = get_be32(c->key().data() + 8);
+    auto g = impl_->get_group(*t, gid);
+    if (!g)
+      return g.error();
+    auto mine = impl_->member_of(*t, gid, uid);
+    if (!mine)
+      return mine.error();
+    if (*g && *mine)
+      out.push_back(codec::group_summary{gid, (*g)->name, (*g)->flags, **mine});
+    if (auto s = c->next(); !s)
+      return s;
+  }
+  return out;
 }
 
 uint64_t server_store::head(uint64_t uid) {

@@ -84,7 +84,10 @@ struct log_record {
 // -- write operations, applied in batches (group commit)
 // ------------------------
 
-/// Append a 1:1 message from a logged-in sender.
+/// Append a message from a logged-in sender: 1:1 (`msg.peer`), or to a group
+/// (`msg.group_id`): fanned out on write to the log of every member with
+/// `recv` (the sender's own only with recv_loopback), in this one
+/// transaction, so every member sees a group's messages in the same order.
 struct append_op {
   uint64_t sender_uid = 0;
   std::string app_id;
@@ -147,13 +150,45 @@ struct trim_op {
   size_t budget = 10000;
 };
 
-using write_op =
-  std::variant<append_op, ack_op, read_op, expire_op, sweep_op, trim_op>;
+/// A change to a group, checked against the actor's member flags:
+///  - group_create: the actor becomes the owner, a member with send, recv
+///    and admin; `members` join with their flags (0 = send | recv);
+///  - group_members: add (or change the flags of) or remove `members`;
+///    admins only; the owner cannot be removed;
+///  - group_leave: the actor leaves (the owner cannot: it deletes);
+///  - group_delete: the owner only;
+///  - group_set: new name and group flags; admins only.
+/// A group_event goes to the log of every member concerned, those removed or
+/// leaving included, so offline members learn it at their next login.
+struct group_op {
+  codec::frame_type kind = codec::frame_type::group_create;
+  uint64_t actor_uid = 0;
+  std::string app_id;
+  std::string actor; ///< The actor's address.
+  uint32_t group_id = 0;
+  std::string name;
+  uint32_t flags = 0;
+  codec::member_op op = codec::member_op::add;
+  std::vector<codec::member> members;
+  uint64_t now_ms = 0;
+};
+
+/// What became of a group_op: `refusal` says why it was refused
+/// (permission_denied, not_found, invalid_argument) and what to do; else
+/// `info` is the group after the change (no members after a delete).
+struct group_outcome {
+  status refusal;
+  codec::group_info info;
+};
+
+using write_op = std::variant<append_op, ack_op, read_op, expire_op, sweep_op,
+                              trim_op, group_op>;
 
 /// The outcome of one write_op; `touched` lists users whose log grew.
 struct write_outcome {
   status st;
   append_outcome append; ///< For append_op.
+  group_outcome group;   ///< For group_op.
 };
 
 /// The server's tables.
@@ -245,6 +280,13 @@ class server_store {
   /// acknowledged (records up to it are delivered, whatever their expiry).
   /// With `now_ms`, records past their expiry whose sender got EXPIRED are
   /// marked `expired` (never to be delivered).
+  /// A group with its members, for one of its members; not_found for
+  /// anybody else (whether the group exists or not).
+  result<codec::group_info> group_get(uint64_t uid, uint32_t group_id);
+
+  /// The groups `uid` is a member of, by id.
+  result<std::vector<codec::group_summary>> groups_of(uint64_t uid);
+
   status read_log(uint64_t uid, uint64_t after, size_t max_records,
                   size_t max_bytes, std::vector<log_record>& out,
                   uint64_t* delivered_upto = nullptr, uint64_t now_ms = 0);

@@ -61,7 +61,7 @@ void flush(storage_ptr self) {
     // A bug must not take the only writer down with it.
     res = status{status_code::internal,
                  std::string{"exception in the store: "} + e.what()};
-    st.outcomes.assign(st.ops.size(), store::write_outcome{res, {}});
+    st.outcomes.assign(st.ops.size(), store::write_outcome{res, {}, {}});
   }
   if (!res)
     st.ctx->log->error("storage: batch of {} failed: {}", st.ops.size(),

@@ -458,3 +458,259 @@ TEST_CASE("a full map refuses new messages, keeps serving, and recovers") {
     CHECK(f.send(++mid, "bob", payload, later, 0).status ==
           message_status::sent);
 }
+
+// -- groups (issue 7)
+// -----------------------------------------------------------
+
+namespace {
+
+namespace mf = codec::member_flags;
+
+struct group_fixture : fixture {
+  issued_token carol, dave;
+
+  group_fixture() {
+    carol = *db->user_add("demo", "carol", "", 0, t0);
+    dave = *db->user_add("demo", "dave", "", 0, t0);
+  }
+
+  group_outcome change(group_op op) {
+    op.app_id = "demo";
+    if (op.now_ms == 0)
+      op.now_ms = t0;
+    auto out = apply({op});
+    REQUIRE(out[0].st.ok());
+    return out[0].group;
+  }
+
+  /// alice creates a group with bob and carol (send | recv).
+  uint32_t make_group(uint32_t flags = 0) {
+    group_op op;
+    op.kind = codec::frame_type::group_create;
+    op.actor_uid = alice.uid;
+    op.actor = "alice";
+    op.name = "team";
+    op.flags = flags;
+    op.members = {{"bob", 0}, {"carol", mf::send | mf::recv}};
+    auto g = change(op);
+    REQUIRE(g.refusal.ok());
+    return g.info.group_id;
+  }
+
+  group_op by(const issued_token& who, const std::string& address,
+              codec::frame_type kind, uint32_t gid) {
+    group_op op;
+    op.kind = kind;
+    op.actor_uid = who.uid;
+    op.actor = address;
+    op.group_id = gid;
+    return op;
+  }
+
+  append_outcome group_send(const issued_token& who, const std::string& from,
+                            uint32_t gid, uint64_t mid,
+                            const std::string& payload) {
+    append_op op;
+    op.sender_uid = who.uid;
+    op.app_id = "demo";
+    op.sender = from;
+    op.device = from + "-phone";
+    op.msg.mid = mid;
+    op.msg.group_id = gid;
+    op.msg.flags = codec::message_flags::delivery_receipt;
+    op.msg.payload = payload;
+    op.now_ms = t0;
+    auto out = apply({op});
+    REQUIRE(out[0].st.ok());
+    return out[0].append;
+  }
+
+  /// The payloads of the group messages in `uid`'s log, in order.
+  std::vector<std::string> group_messages(uint64_t uid, uint32_t gid) {
+    std::vector<std::string> out;
+    for (auto& r : log_of(uid))
+      if (r.type == codec::frame_type::message) {
+        auto m = decode<codec::message>(r);
+        if (m.group_id == gid && !m.outgoing)
+          out.push_back(m.payload);
+      }
+    return out;
+  }
+
+  std::vector<codec::group_event> events(uint64_t uid) {
+    std::vector<codec::group_event> out;
+    for (auto& r : log_of(uid))
+      if (r.type == codec::frame_type::group_event)
+        out.push_back(decode<codec::group_event>(r));
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("groups: create, list, get; the creator owns it as an admin") {
+  group_fixture f;
+  auto gid = f.make_group();
+  auto info = f.db->group_get(f.bob.uid, gid);
+  REQUIRE(info.ok());
+  CHECK(info->name == "team");
+  CHECK(info->owner == "alice");
+  REQUIRE(info->members.size() == 3);
+  for (auto& m : info->members) {
+    if (m.address == "alice")
+      CHECK(m.flags == (mf::send | mf::recv | mf::admin));
+    else
+      CHECK(m.flags == (mf::send | mf::recv));
+  }
+  auto mine = f.db->groups_of(f.carol.uid);
+  REQUIRE(mine.ok());
+  REQUIRE(mine->size() == 1);
+  CHECK((*mine)[0].group_id == gid);
+  CHECK((*mine)[0].my_flags == (mf::send | mf::recv));
+  // A non-member learns nothing, not even that the group exists.
+  auto none = f.db->group_get(f.dave.uid, gid);
+  CHECK(none.error().code() == status_code::not_found);
+  CHECK(f.db->groups_of(f.dave.uid)->empty());
+  // Every member got the created event.
+  for (auto uid : {f.alice.uid, f.bob.uid, f.carol.uid}) {
+    auto ev = f.events(uid);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].kind == codec::group_event_kind::created);
+    CHECK(ev[0].actor == "alice");
+    CHECK(ev[0].members.size() == 3);
+  }
+  // An unknown member address is refused, with what to do.
+  group_op bad;
+  bad.kind = codec::frame_type::group_create;
+  bad.actor_uid = f.alice.uid;
+  bad.actor = "alice";
+  bad.members = {{"nobody", 0}};
+  auto r = f.change(bad);
+  CHECK(r.refusal.code() == status_code::invalid_argument);
+  CHECK(r.refusal.message().find("nobody") != std::string::npos);
+}
+
+TEST_CASE("groups: only admins change members, only the owner deletes") {
+  group_fixture f;
+  auto gid = f.make_group();
+  auto add = f.by(f.bob, "bob", codec::frame_type::group_members, gid);
+  add.members = {{"dave", 0}};
+  auto refused = f.change(add);
+  CHECK(refused.refusal.code() == status_code::permission_denied);
+  CHECK(refused.refusal.message().find("admin") != std::string::npos);
+  CHECK(f.db->group_get(f.dave.uid, gid).error().code() ==
+        status_code::not_found);
+  // alice (admin) adds dave; everyone, dave included, hears of it.
+  add = f.by(f.alice, "alice", codec::frame_type::group_members, gid);
+  add.members = {{"dave", mf::recv}};
+  auto added = f.change(add);
+  REQUIRE(added.refusal.ok());
+  CHECK(added.info.members.size() == 4);
+  CHECK(f.events(f.dave.uid).back().kind ==
+        codec::group_event_kind::members_added);
+  CHECK(f.events(f.bob.uid).back().kind ==
+        codec::group_event_kind::members_added);
+  // Removing: the removed member hears it too; the owner cannot be removed.
+  auto rm = f.by(f.alice, "alice", codec::frame_type::group_members, gid);
+  rm.op = codec::member_op::remove;
+  rm.members = {{"carol", 0}};
+  REQUIRE(f.change(rm).refusal.ok());
+  CHECK(f.events(f.carol.uid).back().kind ==
+        codec::group_event_kind::members_removed);
+  CHECK(f.db->group_get(f.carol.uid, gid).error().code() ==
+        status_code::not_found);
+  rm.members = {{"alice", 0}};
+  CHECK(f.change(rm).refusal.code() == status_code::permission_denied);
+  // bob leaves; the owner may not leave; a non-owner may not delete.
+  REQUIRE(f.change(f.by(f.bob, "bob", codec::frame_type::group_leave, gid))
+            .refusal.ok());
+  CHECK(f.events(f.bob.uid).back().kind == codec::group_event_kind::left);
+  CHECK(f.change(f.by(f.alice, "alice", codec::frame_type::group_leave, gid))
+          .refusal.code() == status_code::permission_denied);
+  CHECK(f.change(f.by(f.dave, "dave", codec::frame_type::group_delete, gid))
+          .refusal.code() == status_code::permission_denied);
+  // Settings: admins only.
+  auto set = f.by(f.dave, "dave", codec::frame_type::group_set, gid);
+  set.name = "renamed";
+  CHECK(f.change(set).refusal.code() == status_code::permission_denied);
+  set = f.by(f.alice, "alice", codec::frame_type::group_set, gid);
+  set.name = "renamed";
+  CHECK(f.change(set).info.name == "renamed");
+  CHECK(f.events(f.dave.uid).back().kind ==
+        codec::group_event_kind::settings_changed);
+  CHECK(f.events(f.dave.uid).back().name == "renamed");
+  // The owner deletes it: members hear it and it is gone.
+  REQUIRE(f.change(f.by(f.alice, "alice", codec::frame_type::group_delete, gid))
+            .refusal.ok());
+  CHECK(f.events(f.dave.uid).back().kind == codec::group_event_kind::deleted);
+  CHECK(f.db->group_get(f.alice.uid, gid).error().code() ==
+        status_code::not_found);
+  CHECK(f.db->groups_of(f.dave.uid)->empty());
+}
+
+TEST_CASE("groups: a message is fanned out once to every member, in one "
+          "order") {
+  group_fixture f;
+  auto gid = f.make_group();
+  // Two senders interleaved: every member sees the same order.
+  CHECK(f.group_send(f.alice, "alice", gid, 1, "a1").status ==
+        message_status::sent);
+  CHECK(f.group_send(f.bob, "bob", gid, 1, "b1").status ==
+        message_status::sent);
+  CHECK(f.group_send(f.alice, "alice", gid, 2, "a2").status ==
+        message_status::sent);
+  std::vector<std::string> all{"a1", "b1", "a2"};
+  CHECK(f.group_messages(f.carol.uid, gid) == all);
+  // Senders do not receive their own (no recv_loopback)...
+  CHECK(f.group_messages(f.alice.uid, gid) == std::vector<std::string>{"b1"});
+  CHECK(f.group_messages(f.bob.uid, gid) ==
+        (std::vector<std::string>{"a1", "a2"}));
+  // ...but their other devices get the outgoing copy.
+  size_t outgoing = 0;
+  for (auto& r : f.log_of(f.alice.uid))
+    if (r.type == codec::frame_type::message &&
+        f.decode<codec::message>(r).outgoing)
+      ++outgoing;
+  CHECK(outgoing == 2);
+  // A resend is answered, not fanned out again.
+  auto again = f.group_send(f.alice, "alice", gid, 1, "a1");
+  CHECK(again.duplicate);
+  CHECK(f.group_messages(f.carol.uid, gid) == all);
+}
+
+TEST_CASE("groups: NOTMEMBER for outsiders and members without send") {
+  group_fixture f;
+  auto gid = f.make_group(codec::group_flags::send_by_selected);
+  auto out = f.group_send(f.dave, "dave", gid, 1, "let me in");
+  CHECK(out.status == message_status::not_member);
+  CHECK(out.text.find("not a member") != std::string::npos);
+  // dave joins with recv only: he receives, but may not send.
+  auto add = f.by(f.alice, "alice", codec::frame_type::group_members, gid);
+  add.members = {{"dave", mf::recv}};
+  REQUIRE(f.change(add).refusal.ok());
+  out = f.group_send(f.dave, "dave", gid, 2, "hello?");
+  CHECK(out.status == message_status::not_member);
+  CHECK(out.text.find("send permission") != std::string::npos);
+  CHECK(f.group_send(f.bob, "bob", gid, 1, "hi").status ==
+        message_status::sent);
+  CHECK(f.group_messages(f.dave.uid, gid) == std::vector<std::string>{"hi"});
+  CHECK(f.group_send(f.bob, "bob", 999, 2, "x").status ==
+        message_status::invalid_dest);
+}
+
+TEST_CASE("groups: DELIVERED per member reaches the sender") {
+  group_fixture f;
+  auto gid = f.make_group();
+  REQUIRE(f.group_send(f.alice, "alice", gid, 7, "hi").status ==
+          message_status::sent);
+  f.apply({ack_op{f.bob.uid, "phone", f.db->head(f.bob.uid), t0}});
+  f.apply({ack_op{f.carol.uid, "phone", f.db->head(f.carol.uid), t0}});
+  std::vector<std::string> who;
+  for (auto& su : f.receipts()) {
+    CHECK(su.mid == 7);
+    CHECK(su.group_id == gid);
+    CHECK(su.value == message_status::delivered);
+    who.push_back(su.member);
+  }
+  CHECK(who == (std::vector<std::string>{"bob", "carol"}));
+}
