@@ -828,7 +828,7 @@ struct server_store::impl {
     rec.seq = 0;
     rec.ts_ms = ts;
     rec.sender = op.sender;
-    rec.peer = op.sender;
+    rec.peer.clear(); // a group conversation is named by its id alone
     rec.group_id = m.group_id;
     rec.mid = m.mid;
     rec.flags = m.flags;

@@ -80,11 +80,16 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
                                        "reconnect by itself"});
             self->demonitor(ds.session);
             self->monitor(session);
+            // Records appended before this registration notified nobody:
+            // the session streams once more now (it pumped at login, but
+            // appends may have landed between that and this).
+            caf::anon_send(session, log_atom::value);
             ds.session = std::move(session);
             return;
           }
         }
         self->monitor(session);
+        caf::anon_send(session, log_atom::value); // as above
         v.push_back(device_session{std::move(device), std::move(session)});
         ++self->state.sessions;
       },

@@ -41,6 +41,7 @@ using append_atom = caf::atom_constant<caf::atom("append")>;
 using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using admin_atom = caf::atom_constant<caf::atom("admin")>;
+using group_atom = caf::atom_constant<caf::atom("group")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using unregister_atom = caf::atom_constant<caf::atom("unregist")>;

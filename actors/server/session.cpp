@@ -287,13 +287,13 @@ void resume_reading(session_ptr self);
 /// socket is read again once the session is below its limit of appends in
 /// flight.
 void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
-                   codec::message_status value, uint64_t ts,
+                   uint32_t group_id, codec::message_status value, uint64_t ts,
                    const std::string& text) {
   auto& st = self->state;
   --st.appends_in_flight;
   if (st.ph == phase::closing)
     return;
-  put(self, codec::status_update{0, mid, peer, 0, {}, value, ts, text});
+  put(self, codec::status_update{0, mid, peer, group_id, {}, value, ts, text});
   schedule_flush(self);
   resume_reading(self);
 }
@@ -301,12 +301,13 @@ void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
 void on_send(session_ptr self, codec::send& s, const uint8_t* body,
              size_t len) {
   auto& st = self->state;
-  if (s.group_id != 0) {
+  if (s.group_id != 0 && s.expiry_s == 0) {
     status_now(self, s, codec::message_status::fail,
-               "group messages are not supported by this server version yet");
+               "real-time (expiry 0) group messages are not served yet: send "
+               "it with an expiry");
     return;
   }
-  if (s.peer.empty()) {
+  if (s.group_id == 0 && s.peer.empty()) {
     status_now(self, s, codec::message_status::invalid_dest,
                "a message needs a peer address or a group id");
     return;
@@ -390,18 +391,19 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
   req.send_body.assign(body, body + len);
   auto mid = s.mid;
   auto peer = s.peer;
+  auto gid = s.group_id;
   ++st.appends_in_flight;
   self
     ->request(st.ctx->storage, caf::infinite, append_atom::value,
               std::move(req))
     .then(
       [=](const append_reply& rep) {
-        answer_append(self, mid, peer,
+        answer_append(self, mid, peer, gid,
                       static_cast<codec::message_status>(rep.status), rep.ts_ms,
                       rep.text);
       },
       [=](caf::error& err) {
-        answer_append(self, mid, peer, codec::message_status::fail,
+        answer_append(self, mid, peer, gid, codec::message_status::fail,
                       self->state.ctx->now(),
                       "the server's storage failed (" +
                         self->system().render(err) + "): send it again");
@@ -431,6 +433,53 @@ void on_ack(session_ptr self, uint64_t seq) {
     st.acked = st.sent_upto; // skipped records at the tail
   self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
   pump(self);
+}
+
+/// A group change: the storage actor applies it and answers (group_info or
+/// reply); the events reach the members through their logs.
+void on_group_change(session_ptr self, codec::frame_type t, const uint8_t* body,
+                     size_t len) {
+  auto& st = self->state;
+  self
+    ->request(st.ctx->storage, caf::infinite, group_atom::value, st.uid, st.app,
+              st.address, static_cast<uint8_t>(t), bytes(body, body + len))
+    .then(
+      [=](bytes& answer) {
+        auto& s = self->state;
+        if (s.ph != phase::user)
+          return;
+        s.out.insert(s.out.end(), answer.begin(), answer.end());
+        schedule_flush(self);
+      },
+      [=](caf::error& err) {
+        put(self, codec::server_error{status_code::unavailable, 0,
+                                      "the server's storage did not answer (" +
+                                        self->system().render(err) + ")"});
+        schedule_flush(self);
+      });
+}
+
+/// group_get and group_list: read from the store at once.
+void on_group_read(session_ptr self, const codec::frame& f) {
+  auto& st = self->state;
+  if (auto* g = std::get_if<codec::group_get>(&f)) {
+    auto info = st.ctx->store->group_get(st.uid, g->group_id);
+    if (!info) {
+      put(self, codec::reply{
+                  g->req, info.error().code(), info.error().message(), {}});
+      return;
+    }
+    info->req = g->req;
+    put(self, *info);
+  } else if (auto* l = std::get_if<codec::group_list>(&f)) {
+    auto groups = st.ctx->store->groups_of(st.uid);
+    if (!groups) {
+      put(self, codec::reply{
+                  l->req, groups.error().code(), groups.error().message(), {}});
+      return;
+    }
+    put(self, codec::group_list_page{l->req, std::move(*groups)});
+  }
 }
 
 void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
@@ -470,6 +519,15 @@ void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
           return;
         self->send(st.ctx->storage, read_atom::value, st.uid, f.peer,
                    std::min(f.up_to_seq, st.sent_upto));
+      } else if constexpr (std::is_same_v<T, codec::group_create> ||
+                           std::is_same_v<T, codec::group_members> ||
+                           std::is_same_v<T, codec::group_leave> ||
+                           std::is_same_v<T, codec::group_delete> ||
+                           std::is_same_v<T, codec::group_set>) {
+        on_group_change(self, T::type, body, len);
+      } else if constexpr (std::is_same_v<T, codec::group_get> ||
+                           std::is_same_v<T, codec::group_list>) {
+        on_group_read(self, st.frame);
       } else if constexpr (std::is_same_v<T, codec::ping>) {
         put(self, codec::pong{f.nonce});
       } else if constexpr (std::is_same_v<T, codec::pong>) {

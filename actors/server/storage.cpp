@@ -126,6 +126,79 @@ void kick(storage_ptr self, uint64_t uid, codec::goodbye_reason reason,
 }
 
 /// Executes one admin frame; returns the encoded answer frame.
+/// A user's group change: decoded, applied in a batch of its own (after
+/// what is queued, so it is ordered after earlier messages), answered once
+/// durable: group_info for a create, else reply.
+bytes run_group(storage_ptr self, uint64_t uid, std::string app,
+                std::string address, uint8_t type, const bytes& body) {
+  auto t = static_cast<codec::frame_type>(type);
+  codec::frame f;
+  if (auto e = codec::decode(t, body.data(), body.size(), f);
+      e != codec::errc::ok)
+    return reply_frame(0, codec::to_status(e, codec::to_string(t)));
+  store::group_op op;
+  op.kind = t;
+  op.actor_uid = uid;
+  op.app_id = std::move(app);
+  op.actor = std::move(address);
+  op.now_ms = self->state.ctx->now();
+  uint64_t req = 0;
+  std::visit(
+    [&](auto& x) {
+      using T = std::decay_t<decltype(x)>;
+      if constexpr (std::is_same_v<T, codec::group_create>) {
+        req = x.req;
+        op.name = std::move(x.name);
+        op.flags = x.flags;
+        op.members = std::move(x.members);
+      } else if constexpr (std::is_same_v<T, codec::group_members>) {
+        req = x.req;
+        op.group_id = x.group_id;
+        op.op = x.op;
+        op.members = std::move(x.members);
+      } else if constexpr (std::is_same_v<T, codec::group_leave> ||
+                           std::is_same_v<T, codec::group_delete>) {
+        req = x.req;
+        op.group_id = x.group_id;
+      } else if constexpr (std::is_same_v<T, codec::group_set>) {
+        req = x.req;
+        op.group_id = x.group_id;
+        op.name = std::move(x.name);
+        op.flags = x.flags;
+      }
+    },
+    f);
+  auto& st = self->state;
+  flush(self); // what is queued goes first
+  st.ops.emplace_back(std::move(op));
+  st.outcomes.clear();
+  st.touched.clear();
+  status res;
+  try {
+    res = st.ctx->store->apply(st.ops, st.outcomes, st.touched);
+  } catch (const std::exception& e) {
+    res = status{status_code::internal,
+                 std::string{"exception in the store: "} + e.what()};
+  }
+  st.ops.clear();
+  if (!st.touched.empty())
+    self->send(st.ctx->dispatcher, log_atom::value, st.touched);
+  if (!res || st.outcomes.empty() || !st.outcomes[0].st)
+    return reply_frame(
+      req, status{status_code::unavailable,
+                  "the server could not store the change (" +
+                    (res ? st.outcomes[0].st.to_string() : res.to_string()) +
+                    "): try again later"});
+  auto& out = st.outcomes[0].group;
+  if (!out.refusal)
+    return reply_frame(req, out.refusal);
+  if (t == codec::frame_type::group_create) {
+    out.info.req = req;
+    return encoded(out.info);
+  }
+  return reply_frame(req, status{});
+}
+
 bytes run_admin(storage_ptr self, uint8_t type, const bytes& body) {
   auto& store = *self->state.ctx->store;
   codec::frame f;
@@ -259,6 +332,11 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         store::expire_op op{uid, std::move(seqs), self->state.ctx->now()};
         self->state.ops.emplace_back(std::move(op));
         schedule_flush(self);
+      },
+      [=](group_atom, uint64_t uid, std::string& app, std::string& address,
+          uint8_t type, const bytes& body) -> bytes {
+        return run_group(self, uid, std::move(app), std::move(address), type,
+                         body);
       },
       [=](admin_atom, uint8_t type, const bytes& body) -> bytes {
         flush(self); // keep admin changes ordered after queued messages

@@ -110,7 +110,7 @@ codec::message receive_after(test_client& c, uint64_t& last) {
 TEST_CASE("kill -9 parleyd under a chat load, 3 cycles: nothing SENT is lost, "
           "duplicated or reordered") {
   auto r = run_sim("--spawn-server --users 40 chat --duration 4 "
-                   "--kill-server 3");
+                   "--kill-server 3 --settle 60");
   check_verified(r);
   CHECK(r.report["server_kills"] == 3);
   CHECK(r.report["sent"].get<uint64_t>() > 0);
@@ -120,7 +120,7 @@ TEST_CASE("kill -9 parleyd under a chat load, 3 cycles: nothing SENT is lost, "
 TEST_CASE("connections dropped at random under load: clients reconnect, "
           "nothing lost or duplicated") {
   auto r = run_sim("--spawn-server --users 40 chat --duration 3 "
-                   "--drop-connections 40");
+                   "--drop-connections 40 --settle 60");
   check_verified(r);
   CHECK(r.report["connection_drops"].get<uint64_t>() >= 60);
   CHECK(r.report["delivered"] == r.report["sent"]);

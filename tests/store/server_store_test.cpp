@@ -531,8 +531,11 @@ struct group_fixture : fixture {
     for (auto& r : log_of(uid))
       if (r.type == codec::frame_type::message) {
         auto m = decode<codec::message>(r);
-        if (m.group_id == gid && !m.outgoing)
+        if (m.group_id == gid && !m.outgoing) {
+          CHECK(m.peer.empty()); // the group id names the conversation
+          CHECK(!m.sender.empty());
           out.push_back(m.payload);
+        }
       }
     return out;
   }

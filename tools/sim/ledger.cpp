@@ -130,6 +130,31 @@ uint64_t ledger::outstanding() const {
   return n;
 }
 
+std::vector<std::string> ledger::stuck(size_t max) const {
+  std::vector<std::string> out;
+  for (auto& sh : shards_) {
+    std::lock_guard<std::mutex> guard{sh.mtx};
+    for (auto& [k, c] : sh.convs) {
+      size_t open = 0, first = 0;
+      for (size_t i = 0; i < c.flags.size(); ++i)
+        if (!done(c.flags[i]) && open++ == 0)
+          first = i;
+      if (open == 0)
+        continue;
+      auto f = c.flags[first];
+      out.push_back(
+        std::to_string(k >> 32) + "->" + std::to_string(k & 0xffffffffu) +
+        ": " + std::to_string(open) + " open from #" +
+        std::to_string(first + 1) + " (sent " + ((f & f_sent) ? "yes" : "no") +
+        ", delivered " + ((f & f_delivered) ? "yes" : "no") + ", receipt " +
+        ((f & f_receipt) ? "yes" : "no") + ")");
+      if (out.size() >= max)
+        return out;
+    }
+  }
+  return out;
+}
+
 totals ledger::finish() const {
   totals t;
   for (auto& sh : shards_) {

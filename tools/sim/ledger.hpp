@@ -83,6 +83,11 @@ class ledger {
   /// The verdict (call when the run is over).
   totals finish() const;
 
+  /// Up to `max` conversations with messages not at their end state, each
+  /// as "from->to: N open from #k (sent, delivered, receipt flags of #k)",
+  /// for a report that says where a run got stuck.
+  std::vector<std::string> stuck(size_t max) const;
+
  private:
   // Per message k (index k - 1): which of these happened.
   static constexpr uint8_t f_attempted = 0x01;

@@ -950,6 +950,22 @@ result<report> run(const options& o) {
     for (auto& why : e.reasons_)
       std::cerr << "parley-sim: seen: " << why << '\n';
   }
+  if (t.lost + t.pending > 0) {
+    // Where it got stuck: the users not online and the open conversations.
+    std::string offline;
+    size_t n_offline = 0;
+    for (auto& u : e.users_)
+      if (u->c->connection() != connection_status::online) {
+        if (++n_offline <= 10)
+          offline += " " + u->cred.address + "(" +
+                     std::string{to_string(u->c->connection())} + ")";
+      }
+    std::cerr << "parley-sim: after the settle time (" << o.settle_s
+              << " s): " << n_offline << " users not online:" << offline
+              << '\n';
+    for (auto& s : e.ledger_.stuck(10))
+      std::cerr << "parley-sim: open: " << s << '\n';
+  }
   // The clients go before the runtime and the server.
   e.users_.clear();
   rt->reset();
