@@ -161,6 +161,64 @@ struct client::impl {
       return {0, "the client is gone (stopped or destroyed)"};
     }
   }
+
+  /// Sends a request frame to the server through the actor and waits for
+  /// the answer frame (or why there is none).
+  result<codec::frame> request(codec::frame f) {
+    cli::server_request r;
+    r.frame = std::move(f);
+    r.slot = std::make_shared<std::promise<cli::request_result>>();
+    auto answer = r.slot->get_future();
+    caf::anon_send(actor, cli::request_atom::value, std::move(r));
+    if (answer.wait_for(ctx->opts.call_timeout) != std::future_status::ready)
+      return status{status_code::timeout,
+                    "the server did not answer within the call timeout"};
+    try {
+      auto res = answer.get();
+      if (!res.error)
+        return res.error;
+      return std::move(res.answer);
+    } catch (const std::future_error&) {
+      return status{status_code::cancelled,
+                    "the client is gone (stopped or destroyed)"};
+    }
+  }
+
+  /// OK for a reply frame with code ok; its status otherwise.
+  static status as_status(const result<codec::frame>& r) {
+    if (!r)
+      return r.error();
+    if (auto* rep = std::get_if<codec::reply>(&*r))
+      return rep->code == status_code::ok ? status{}
+                                          : status{rep->code, rep->text};
+    return status{status_code::protocol_error,
+                  "the server answered with an unexpected frame"};
+  }
+
+  static group_info to_public(const codec::group_info& g) {
+    group_info out;
+    out.id = g.group_id;
+    out.name = g.name;
+    out.flags = g.flags;
+    out.owner = g.owner;
+    for (auto& m : g.members)
+      out.members.push_back(group_member{m.address, m.flags});
+    return out;
+  }
+
+  result<group_info> group_answer(const result<codec::frame>& r) {
+    if (!r)
+      return r.error();
+    if (auto* g = std::get_if<codec::group_info>(&*r)) {
+      auto out = to_public(*g);
+      auto me = ctx->address();
+      for (auto& m : out.members)
+        if (m.address == me)
+          out.my_flags = m.flags;
+      return out;
+    }
+    return as_status(r);
+  }
 };
 
 client::client(std::shared_ptr<impl> p) : impl_(std::move(p)) {
@@ -282,6 +340,121 @@ result<uint64_t> client::send(const std::string& peer,
   auto id = m.id;
   caf::anon_send(impl_->actor, cli::send_atom::value, std::move(m));
   return id;
+}
+
+result<uint64_t> client::send_to_group(uint32_t group_id,
+                                       const std::string& payload,
+                                       const send_options& o) {
+  if (group_id == 0)
+    return status{status_code::invalid_argument,
+                  "a group id is never 0: use the id create_group() or "
+                  "groups() gave"};
+  if (payload.size() > codec::max_payload)
+    return status{status_code::invalid_argument,
+                  "a payload has at most 256 KiB; send files in chunks"};
+  auto& ctx = *impl_->ctx;
+  store::client_message m;
+  m.group_id = group_id;
+  m.sender = ctx.address();
+  m.outgoing = true;
+  m.kind = o.kind;
+  m.flags = o.flags;
+  m.expiry_s = o.expiry_s;
+  m.in_reply_to = o.in_reply_to;
+  m.ts_ms = cli::wall_ms();
+  m.status = static_cast<uint8_t>(codec::message_status::outbox);
+  m.payload = payload;
+  if (auto s = ctx.db->add_new_outgoing(m, m.ts_ms); !s)
+    return s.annotate("storing the message in the local database");
+  auto id = m.id;
+  caf::anon_send(impl_->actor, cli::send_atom::value, std::move(m));
+  return id;
+}
+
+namespace {
+
+std::vector<codec::member> to_wire(const std::vector<group_member>& v) {
+  std::vector<codec::member> out;
+  for (auto& m : v)
+    out.push_back(codec::member{m.address, m.flags});
+  return out;
+}
+
+} // namespace
+
+result<group_info>
+client::create_group(const std::string& name,
+                     const std::vector<group_member>& members, uint32_t flags) {
+  codec::group_create f;
+  f.name = name;
+  f.flags = flags;
+  f.members = to_wire(members);
+  return impl_->group_answer(impl_->request(std::move(f)));
+}
+
+status client::add_group_members(uint32_t group_id,
+                                 const std::vector<group_member>& members) {
+  codec::group_members f;
+  f.group_id = group_id;
+  f.op = codec::member_op::add;
+  f.members = to_wire(members);
+  return impl::as_status(impl_->request(std::move(f)));
+}
+
+status client::remove_group_members(uint32_t group_id,
+                                    const std::vector<std::string>& addresses) {
+  codec::group_members f;
+  f.group_id = group_id;
+  f.op = codec::member_op::remove;
+  for (auto& a : addresses)
+    f.members.push_back(codec::member{a, 0});
+  return impl::as_status(impl_->request(std::move(f)));
+}
+
+status client::leave_group(uint32_t group_id) {
+  codec::group_leave f;
+  f.group_id = group_id;
+  return impl::as_status(impl_->request(std::move(f)));
+}
+
+status client::delete_group(uint32_t group_id) {
+  codec::group_delete f;
+  f.group_id = group_id;
+  return impl::as_status(impl_->request(std::move(f)));
+}
+
+status client::set_group(uint32_t group_id, const std::string& name,
+                         uint32_t flags) {
+  codec::group_set f;
+  f.group_id = group_id;
+  f.name = name;
+  f.flags = flags;
+  return impl::as_status(impl_->request(std::move(f)));
+}
+
+result<group_info> client::group(uint32_t group_id) {
+  codec::group_get f;
+  f.group_id = group_id;
+  return impl_->group_answer(impl_->request(std::move(f)));
+}
+
+result<std::vector<group_info>> client::groups() {
+  auto r = impl_->request(codec::group_list{});
+  if (!r)
+    return r.error();
+  auto* page = std::get_if<codec::group_list_page>(&*r);
+  if (page == nullptr)
+    return impl::as_status(r);
+  std::vector<group_info> out;
+  for (auto& g : page->groups) {
+    group_info i;
+    i.id = g.group_id;
+    i.name = g.name;
+    i.flags = g.flags;
+    i.my_flags = g.my_flags;
+    out.push_back(std::move(i));
+  }
+  return out;
 }
 
 status client::resend(uint64_t id) {

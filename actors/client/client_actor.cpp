@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <random>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <unistd.h>
@@ -69,10 +70,21 @@ struct client_state {
   /// the facade stored while the login replayed the outbox goes out once.
   std::unordered_set<uint64_t> unanswered;
   bool flush_pending = false; ///< A flush_atom is queued.
+  /// Requests sent on this connection, by req, waiting for their answer.
+  std::unordered_map<uint64_t, std::shared_ptr<std::promise<request_result>>>
+    requests;
+  uint64_t next_req = 0;
   std::string address;
   std::minstd_rand rng{std::random_device{}()};
   static inline const char* name = "parley.client";
 };
+
+/// True for frames with a `req` field (requests and their answers).
+template<class T, class = void>
+struct has_req : std::false_type {};
+template<class T>
+struct has_req<T, std::void_t<decltype(std::declval<T&>().req)>>
+  : std::true_type {};
 
 using client_ptr =
   caf::stateful_actor<client_state, net::hb_actor<caf::event_based_actor>>*;
@@ -117,6 +129,14 @@ void schedule_flush(client_ptr self) {
 /// Drops the connection (if any) without any status change.
 void drop(client_ptr self) {
   auto& st = self->state;
+  // Requests on this connection get no answer now.
+  for (auto& [req, slot] : st.requests)
+    slot->set_value(request_result{
+      status{status_code::unavailable,
+             "the connection to the server was lost before it answered: try "
+             "again when the client is online"},
+      {}});
+  st.requests.clear();
   st.ch.reset(); // what the kernel holds still leaves, then FIN
   st.tls.reset();
   st.unanswered.clear();
@@ -284,9 +304,28 @@ void on_frame(client_ptr self) {
                      f.text);
         st.stored_seq = std::max(st.stored_seq, f.seq);
       } else if constexpr (std::is_same_v<T, codec::group_event>) {
-        // Stored nowhere yet (the SDK's group calls and listener come with
-        // issue 7's client part); acknowledged so the log moves on.
+        // A log record: told to the listeners once (a record the device
+        // stored already comes again only after a lost ack), then acked.
+        if (f.seq > st.stored_seq) {
+          group_event ev;
+          ev.group_id = f.group_id;
+          ev.kind = static_cast<group_event_kind>(f.kind);
+          ev.actor = f.actor;
+          ev.name = f.name;
+          ev.flags = f.flags;
+          ev.ts_ms = f.ts_ms;
+          for (auto& m : f.members)
+            ev.members.push_back(group_member{m.address, m.flags});
+          st.ctx->emit([ev](listener& l) { l.on_group_event(ev); });
+        }
         st.stored_seq = std::max(st.stored_seq, f.seq);
+      } else if constexpr (std::is_same_v<T, codec::group_info> ||
+                           std::is_same_v<T, codec::group_list_page> ||
+                           std::is_same_v<T, codec::reply>) {
+        if (auto i = st.requests.find(f.req); i != st.requests.end()) {
+          i->second->set_value(request_result{{}, f});
+          st.requests.erase(i);
+        }
       } else if constexpr (std::is_same_v<T, codec::ping>) {
         put(self, codec::pong{f.nonce});
       } else if constexpr (std::is_same_v<T, codec::goodbye>) {
@@ -450,6 +489,27 @@ caf::actor make_client_actor(caf::actor_system& sys,
       [=](flush_atom) {
         self->state.flush_pending = false;
         flush_out(self);
+      },
+      [=](request_atom, server_request& r) {
+        auto& st = self->state;
+        if (st.ph != phase::online) {
+          r.slot->set_value(request_result{
+            status{status_code::unavailable,
+                   "the client is not online: start() it and wait for "
+                   "ONLINE, then try again"},
+            {}});
+          return;
+        }
+        auto req = ++st.next_req;
+        std::visit(
+          [&](auto& f) {
+            if constexpr (has_req<std::decay_t<decltype(f)>>::value)
+              f.req = req;
+          },
+          r.frame);
+        std::visit([&](auto& f) { put(self, f); }, r.frame);
+        st.requests.emplace(req, std::move(r.slot));
+        schedule_flush(self);
       },
       [=](resend_atom, uint64_t id, reply_slot& slot) {
         auto& st = self->state;

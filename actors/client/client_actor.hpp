@@ -25,6 +25,7 @@
 #include "actors/client/connector.hpp"
 #include "actors/common/poller.hpp"
 #include "actors/tls/tls.hpp"
+#include "codec/frames.hpp"
 #include "store/client_store.hpp"
 
 #include <parley/client.hpp>
@@ -53,6 +54,7 @@ using failed_atom = caf::atom_constant<caf::atom("failed")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+using request_atom = caf::atom_constant<caf::atom("request")>;
 
 /// The answer to a facade call.
 struct call_result {
@@ -65,6 +67,21 @@ struct call_result {
 /// the actor is gone the message (and the promise) is destroyed, and the
 /// facade sees a broken promise instead of waiting forever.
 using reply_slot = std::shared_ptr<std::promise<call_result>>;
+
+/// The answer to a request the facade sent to the server (group calls):
+/// the answer frame (group_info, group_list_page or reply), or an error
+/// when there was none (offline, connection lost).
+struct request_result {
+  status error;
+  codec::frame answer;
+};
+
+/// A request frame (its `req` filled in by the actor) and where its answer
+/// goes.
+struct server_request {
+  codec::frame frame;
+  std::shared_ptr<std::promise<request_result>> slot;
+};
 
 /// What the facade and the actor share.
 struct client_context {
@@ -120,4 +137,5 @@ caf::actor make_client_actor(caf::actor_system& sys,
 
 // Local only (never serialized): whitelisted for CAF messages.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::cli::reply_slot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::cli::server_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::store::client_message)

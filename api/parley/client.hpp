@@ -114,6 +114,58 @@ struct message {
   std::string payload;
 };
 
+/// A member's permissions in a group (Mesibo's numbers).
+namespace member_flags {
+constexpr uint32_t send = 0x1;
+constexpr uint32_t recv = 0x2;
+constexpr uint32_t admin = 0x1000;
+} // namespace member_flags
+
+/// A group's settings (Mesibo's numbers).
+namespace group_flags {
+constexpr uint32_t send_by_selected = 0x1; ///< Only members with `send`.
+constexpr uint32_t send_by_anyone = 0x2;   ///< Any user of the app.
+constexpr uint32_t recv_loopback = 0x80;   ///< Senders get their own too.
+} // namespace group_flags
+
+/// A member of a group.
+struct group_member {
+  std::string address;
+  uint32_t flags = 0; ///< member_flags; 0 on add = send | recv.
+};
+
+/// A group as the server shows it to a member.
+struct group_info {
+  uint32_t id = 0;
+  std::string name;
+  uint32_t flags = 0; ///< group_flags
+  std::string owner;
+  std::vector<group_member> members; ///< Empty in groups() lists.
+  uint32_t my_flags = 0;             ///< This user's member_flags.
+};
+
+/// What happened to a group this user belongs to.
+enum class group_event_kind : uint8_t {
+  created = 1,
+  members_added = 2,
+  members_removed = 3,
+  left = 4,
+  settings_changed = 5,
+  deleted = 6,
+};
+
+/// A group event (listener::on_group_event), each delivered once, also to
+/// members that were offline when it happened.
+struct group_event {
+  uint32_t group_id = 0;
+  group_event_kind kind = group_event_kind::created;
+  std::string actor; ///< Who did it.
+  std::string name;  ///< The group's name after it.
+  uint32_t flags = 0;
+  std::vector<group_member> members; ///< The members concerned.
+  uint64_t ts_ms = 0;
+};
+
 /// Where a message came from (Mesibo's origins).
 enum class message_origin : uint8_t {
   realtime = 0, ///< Arrived now.
@@ -139,6 +191,12 @@ class listener {
   /// The status of an outgoing message changed. `reason` explains
   /// failures.
   virtual void on_message_status(const message&, const std::string&) {
+    // nop
+  }
+
+  /// Something happened to a group this user belongs to (created, members
+  /// added or removed, left, settings changed, deleted).
+  virtual void on_group_event(const group_event&) {
     // nop
   }
 };
@@ -279,6 +337,43 @@ class client {
   /// the database's error.
   result<uint64_t> send(const std::string& peer, const std::string& payload,
                         const send_options& opts = {});
+
+  /// Sends a message to a group; like send(). The group's members get it
+  /// in one order; NOT_MEMBER when this user may not send to it.
+  result<uint64_t> send_to_group(uint32_t group_id, const std::string& payload,
+                                 const send_options& opts = {});
+
+  // -- groups (need the connection: they fail with unavailable offline)
+  // ----------------------------------------------------------
+
+  /// Creates a group owned by this user (an admin member) with `members`.
+  result<group_info> create_group(const std::string& name,
+                                  const std::vector<group_member>& members,
+                                  uint32_t flags = 0);
+
+  /// Adds members, or changes their flags. Admins only
+  /// (permission_denied otherwise, with the reason).
+  status add_group_members(uint32_t group_id,
+                           const std::vector<group_member>& members);
+
+  /// Removes members. Admins only; the owner cannot be removed.
+  status remove_group_members(uint32_t group_id,
+                              const std::vector<std::string>& addresses);
+
+  /// Leaves a group (the owner deletes it instead).
+  status leave_group(uint32_t group_id);
+
+  /// Deletes a group. Its owner only.
+  status delete_group(uint32_t group_id);
+
+  /// Renames a group and sets its flags. Admins only.
+  status set_group(uint32_t group_id, const std::string& name, uint32_t flags);
+
+  /// One group with its members (not_found unless this user is a member).
+  result<group_info> group(uint32_t group_id);
+
+  /// The groups this user belongs to (without their members).
+  result<std::vector<group_info>> groups();
 
   /// Sends an outgoing message again after a failure (or while still in the
   /// outbox): it goes back to OUTBOX and on to SENT. Errors: not_found,

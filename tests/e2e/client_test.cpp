@@ -49,6 +49,11 @@ class recorder : public listener {
     update_reasons.push_back(r);
     cv_.notify_all();
   }
+  void on_group_event(const group_event& ev) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    group_events.push_back(ev);
+    cv_.notify_all();
+  }
 
   /// Waits until `pred()` holds (under the lock); false after `within`.
   bool wait(std::function<bool()> pred,
@@ -101,6 +106,7 @@ class recorder : public listener {
   std::vector<message> messages;
   std::vector<message> updates;
   std::vector<std::string> update_reasons;
+  std::vector<group_event> group_events;
   std::function<void(const message&)> on_msg;
 
  private:
@@ -462,4 +468,59 @@ TEST_CASE("resend, forward and remove") {
   REQUIRE(page->size() == 1);
   CHECK((*page)[0].payload == "marker");
   (void)marker;
+}
+
+TEST_CASE("groups through the SDK: create, events, messages, refusals") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  auto b = f.online(f.opts("bob"), rb);
+  auto g = a->create_group("team", {{"bob", 0}, {"carol", 0}});
+  REQUIRE_MESSAGE(g.ok(), g.error().to_string());
+  CHECK(g->name == "team");
+  CHECK(g->owner == "alice");
+  CHECK(g->members.size() == 3);
+  CHECK(g->my_flags ==
+        (member_flags::send | member_flags::recv | member_flags::admin));
+  REQUIRE(rb->wait([&] { return !rb->group_events.empty(); }));
+  CHECK(rb->group_events[0].kind == group_event_kind::created);
+  CHECK(rb->group_events[0].group_id == g->id);
+  CHECK(rb->group_events[0].actor == "alice");
+  auto id = a->send_to_group(g->id, "hello team");
+  REQUIRE(id.ok());
+  REQUIRE(rb->wait([&] { return !rb->messages.empty(); }));
+  CHECK(rb->messages[0].group_id == g->id);
+  CHECK(rb->messages[0].sender == "alice");
+  CHECK(rb->messages[0].peer.empty());
+  CHECK(rb->messages[0].payload == "hello team");
+  REQUIRE(ra->reached(*id, message_status::delivered));
+  // bob is no admin: refused, with the reason.
+  auto no = b->add_group_members(g->id, {{"carol", 0}});
+  CHECK(no.code() == status_code::permission_denied);
+  CHECK(no.message().find("admin") != std::string::npos);
+  // carol was offline: she gets the event and the message when she starts.
+  auto rc = std::make_shared<recorder>();
+  auto c = f.online(f.opts("carol"), rc);
+  REQUIRE(rc->wait(
+    [&] { return !rc->messages.empty() && !rc->group_events.empty(); }));
+  CHECK(rc->messages[0].payload == "hello team");
+  auto list = c->groups();
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 1);
+  CHECK((*list)[0].id == g->id);
+  CHECK((*list)[0].my_flags == (member_flags::send | member_flags::recv));
+  // carol leaves: bob hears it, and she no longer sees the group.
+  REQUIRE(c->leave_group(g->id).ok());
+  REQUIRE(rb->wait([&] { return rb->group_events.size() >= 2; }));
+  CHECK(rb->group_events[1].kind == group_event_kind::left);
+  CHECK(c->group(g->id).error().code() == status_code::not_found);
+  auto seen = a->group(g->id);
+  REQUIRE(seen.ok());
+  CHECK(seen->members.size() == 2);
+  // Offline, group calls say so at once.
+  c->stop();
+  auto off = c->groups();
+  CHECK(off.error().code() == status_code::unavailable);
+  CHECK(off.error().message().find("online") != std::string::npos);
 }
