@@ -131,10 +131,13 @@ class printer : public parley::listener {
 
   void on_message(const parley::message& m, parley::message_origin) override {
     std::lock_guard<std::mutex> g{mtx_};
+    auto where = m.group_id != 0 ? "[group " + std::to_string(m.group_id) + "] "
+                                 : std::string{};
     if (m.outgoing)
-      std::cout << "-> " << m.peer << ": " << m.payload << std::endl;
+      std::cout << where << "-> " << (m.group_id != 0 ? "group" : m.peer)
+                << ": " << m.payload << std::endl;
     else
-      std::cout << m.sender << ": " << m.payload << std::endl;
+      std::cout << where << m.sender << ": " << m.payload << std::endl;
   }
 
   void on_message_status(const parley::message& m,
@@ -142,12 +145,27 @@ class printer : public parley::listener {
     std::lock_guard<std::mutex> g{mtx_};
     last_[m.id] = m.status;
     if (verbose_)
-      std::cerr << "[message " << m.id << " to " << m.peer << ": "
-                << parley::to_string(m.status) << "]"
+      std::cerr << "[message " << m.id << " to "
+                << (m.group_id != 0 ? "group " + std::to_string(m.group_id)
+                                    : m.peer)
+                << ": " << parley::to_string(m.status) << "]"
                 << (reason.empty() ? "" : " " + reason) << std::endl;
     if (parley::is_failure(m.status))
       failure_[m.id] = reason;
     cv_.notify_all();
+  }
+
+  void on_group_event(const parley::group_event& ev) override {
+    static const char* kinds[] = {
+      "?",    "created",          "members added", "members removed",
+      "left", "settings changed", "deleted"};
+    auto k = static_cast<size_t>(ev.kind);
+    std::lock_guard<std::mutex> g{mtx_};
+    std::cout << "[group " << ev.group_id << " '" << ev.name << "'] "
+              << (k < 7 ? kinds[k] : "?") << " by " << ev.actor;
+    for (auto& m : ev.members)
+      std::cout << ' ' << m.address;
+    std::cout << std::endl;
   }
 
   /// Waits until online, or a final failure; returns the status reached.
@@ -490,6 +508,117 @@ int main(int argc, char** argv) {
       return 0;
     };
   });
+  // -- groups (a user's commands: the token decides who acts)
+  uint32_t gid = 0;
+  std::string group_name;
+  std::vector<std::string> group_members;
+  auto print_group = [](const parley::group_info& gi) {
+    std::cout << "group " << gi.id << " '" << gi.name << "' owner " << gi.owner
+              << ", members:";
+    for (auto& m : gi.members)
+      std::cout << ' ' << m.address
+                << ((m.flags & parley::member_flags::admin) ? "(admin)" : "");
+    std::cout << '\n';
+  };
+  auto* group_cmd =
+    app.add_subcommand("group", "create, change, list and send to groups")
+      ->require_subcommand(1);
+  auto group_sub = [&](const char* name, const char* what,
+                       std::function<int(parley::client&, printer&)> run) {
+    auto* sub = group_cmd->add_subcommand(name, what);
+    add_user_opts(sub);
+    sub->callback([&, run] {
+      user_action = [&, run] {
+        block_stop_signals();
+        auto out = std::make_shared<printer>(false);
+        auto c = go_online(g, out);
+        if (!c)
+          return 1;
+        return run(*c, *out);
+      };
+    });
+    return sub;
+  };
+  auto to_members = [&] {
+    std::vector<parley::group_member> v;
+    for (auto& a : group_members)
+      v.push_back(parley::group_member{a, 0});
+    return v;
+  };
+  auto* gcreate = group_sub("create", "create a group you own, with members",
+                            [&](parley::client& c, printer&) {
+                              auto r = c.create_group(group_name, to_members());
+                              if (!r)
+                                return fail(r.error());
+                              print_group(*r);
+                              return 0;
+                            });
+  gcreate->add_option("NAME", group_name, "group name")->required();
+  gcreate->add_option("MEMBERS", group_members, "member addresses");
+  auto* gadd = group_sub("add", "add members (admins only)",
+                         [&](parley::client& c, printer&) {
+                           auto s = c.add_group_members(gid, to_members());
+                           return s ? 0 : fail(s);
+                         });
+  gadd->add_option("GROUP", gid, "group id")->required();
+  gadd->add_option("MEMBERS", group_members, "member addresses")->required();
+  auto* gremove = group_sub(
+    "remove", "remove members (admins only)", [&](parley::client& c, printer&) {
+      auto s = c.remove_group_members(gid, group_members);
+      return s ? 0 : fail(s);
+    });
+  gremove->add_option("GROUP", gid, "group id")->required();
+  gremove->add_option("MEMBERS", group_members, "member addresses")->required();
+  auto* gleave =
+    group_sub("leave", "leave a group", [&](parley::client& c, printer&) {
+      auto s = c.leave_group(gid);
+      return s ? 0 : fail(s);
+    });
+  gleave->add_option("GROUP", gid, "group id")->required();
+  auto* gdelete = group_sub("delete", "delete a group (its owner only)",
+                            [&](parley::client& c, printer&) {
+                              auto s = c.delete_group(gid);
+                              return s ? 0 : fail(s);
+                            });
+  gdelete->add_option("GROUP", gid, "group id")->required();
+  auto* gshow = group_sub("show", "a group and its members",
+                          [&](parley::client& c, printer&) {
+                            auto r = c.group(gid);
+                            if (!r)
+                              return fail(r.error());
+                            print_group(*r);
+                            return 0;
+                          });
+  gshow->add_option("GROUP", gid, "group id")->required();
+  group_sub("list", "the groups you belong to",
+            [&](parley::client& c, printer&) {
+              auto r = c.groups();
+              if (!r)
+                return fail(r.error());
+              for (auto& gi : *r)
+                std::cout << gi.id << '\t' << gi.name << '\n';
+              return 0;
+            });
+  auto* gsend = group_sub(
+    "send", "send one message to a group, wait for SENT",
+    [&](parley::client& c, printer& out) {
+      std::string text;
+      for (auto& w : words)
+        text += (text.empty() ? "" : " ") + w;
+      auto id = c.send_to_group(gid, text);
+      if (!id)
+        return fail(id.error());
+      auto st = out.wait_sent(*id, std::chrono::seconds(g.timeout_s));
+      if (parley::is_failure(st) || st == parley::message_status::outbox) {
+        std::cerr << "parley: message " << *id << ": " << parley::to_string(st)
+                  << " " << out.failure(*id) << '\n';
+        return 1;
+      }
+      std::cout << "sent " << *id << '\n';
+      return 0;
+    });
+  gsend->add_option("GROUP", gid, "group id")->required();
+  gsend->add_option("TEXT", words, "the message")->required();
   auto* history_cmd = app.add_subcommand(
     "history", "print the conversation with PEER from the local database");
   add_user_opts(history_cmd);

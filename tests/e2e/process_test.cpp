@@ -143,6 +143,44 @@ TEST_CASE("parley send and history, with clear errors") {
   CHECK(out.find("--db") != std::string::npos);
 }
 
+TEST_CASE("parley group commands, with clear refusals") {
+  temp_dir dir;
+  parleyd_process p{dir.path(), 0};
+  auto base = "--server 127.0.0.1:" + std::to_string(p.port()) +
+              " --data-dir " + dir.path() + " ";
+  auto alice = " --app demo --token " + p.token("alice") + " ";
+  auto bob = " --app demo --token " + p.token("bob") + " ";
+  auto [rc, out] = run_cli(base + "group create" + alice + "team bob");
+  REQUIRE_MESSAGE(rc == 0, out);
+  CHECK(out.find("'team' owner alice") != std::string::npos);
+  CHECK(out.find("alice(admin)") != std::string::npos);
+  auto id = out.substr(out.find("group ") + 6);
+  id = id.substr(0, id.find(' '));
+  std::tie(rc, out) = run_cli(base + "group list" + bob);
+  CHECK(rc == 0);
+  CHECK(out.find(id + "\tteam") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "group send" + alice + id + " hi team");
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK(out.find("sent ") != std::string::npos);
+  // bob is no admin.
+  std::tie(rc, out) = run_cli(base + "group remove" + bob + id + " alice");
+  CHECK(rc == 1);
+  CHECK(out.find("permission_denied") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "group leave" + bob + id);
+  CHECK_MESSAGE(rc == 0, out);
+  std::tie(rc, out) = run_cli(base + "group send" + bob + id + " still here?");
+  CHECK(rc == 1);
+  CHECK(out.find("not_member") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "group show" + alice + id);
+  CHECK(rc == 0);
+  CHECK(out.find("members: alice(admin)\n") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "group delete" + alice + id);
+  CHECK_MESSAGE(rc == 0, out);
+  std::tie(rc, out) = run_cli(base + "group show" + alice + id);
+  CHECK(rc == 1);
+  CHECK(out.find("not_found") != std::string::npos);
+}
+
 TEST_CASE(
   "a real TLS client sees TLS 1.3 only, with the server's certificate") {
   temp_dir dir;
