@@ -126,10 +126,10 @@ TEST_CASE("parley send and history, with clear errors") {
   auto alice = " --app demo --token " + p.token("alice") + " --db " +
                dir.path() + "/alice-db ";
   auto [rc, out] = run_cli(base + "send" + alice + "bob hello there");
-  CHECK(rc == 0);
+  CHECK_MESSAGE(rc == 0, out);
   CHECK(out.find("sent ") != std::string::npos);
   std::tie(rc, out) = run_cli(base + "history" + alice + "bob");
-  CHECK(rc == 0);
+  CHECK_MESSAGE(rc == 0, out);
   CHECK(out.find("-> bob: hello there") != std::string::npos);
   std::tie(rc, out) = run_cli(base + "send --app demo --token pt_bogus bob x");
   CHECK(rc == 1);
