@@ -69,8 +69,16 @@ channel::~channel() {
   // our events. A dispatch already under way only touches sig_.
   if (poller_ != nullptr)
     poller_->remove(token_);
-  if (fd_ >= 0)
+  if (fd_ >= 0) {
+    // Input nobody will read is drained first (up to 1 MiB): a close with
+    // unread input sends RST instead of FIN, and the peer's kernel may drop
+    // what we wrote last, such as the goodbye that says why we close.
+    char sink[16384];
+    for (int i = 0; i < 64; ++i)
+      if (::recv(fd_, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
+        break;
     ::close(fd_);
+  }
 }
 
 uint32_t channel::take_events() {
