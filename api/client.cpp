@@ -162,6 +162,30 @@ struct client::impl {
     }
   }
 
+  /// Completes an outgoing message (its conversation set), stores it and
+  /// hands it to the actor. Stored here, on the caller's thread (the store
+  /// serializes writers), so the call returns without a round trip to the
+  /// client's actor; the actor sends it when online (or with the outbox at
+  /// the next login).
+  result<uint64_t> send_stored(store::client_message m,
+                               const std::string& payload,
+                               const send_options& o) {
+    m.sender = ctx->address();
+    m.outgoing = true;
+    m.kind = o.kind;
+    m.flags = o.flags;
+    m.expiry_s = o.expiry_s;
+    m.in_reply_to = o.in_reply_to;
+    m.ts_ms = cli::wall_ms();
+    m.status = static_cast<uint8_t>(codec::message_status::outbox);
+    m.payload = payload;
+    if (auto s = ctx->db->add_new_outgoing(m, m.ts_ms); !s)
+      return s.annotate("storing the message in the local database");
+    auto id = m.id;
+    caf::anon_send(actor, cli::send_atom::value, std::move(m));
+    return id;
+  }
+
   /// Sends a request frame to the server through the actor and waits for
   /// the answer frame (or why there is none).
   result<codec::frame> request(codec::frame f) {
@@ -320,26 +344,9 @@ result<uint64_t> client::send(const std::string& peer,
   if (payload.size() > codec::max_payload)
     return status{status_code::invalid_argument,
                   "a payload has at most 256 KiB; send files in chunks"};
-  auto& ctx = *impl_->ctx;
   store::client_message m;
   m.peer = peer;
-  m.sender = ctx.address();
-  m.outgoing = true;
-  m.kind = o.kind;
-  m.flags = o.flags;
-  m.expiry_s = o.expiry_s;
-  m.in_reply_to = o.in_reply_to;
-  m.ts_ms = cli::wall_ms();
-  m.status = static_cast<uint8_t>(codec::message_status::outbox);
-  m.payload = payload;
-  // Stored here, on the caller's thread (the store serializes writers), so
-  // the call returns without a round trip to the client's actor; the actor
-  // sends it when online (or with the outbox at the next login).
-  if (auto s = ctx.db->add_new_outgoing(m, m.ts_ms); !s)
-    return s.annotate("storing the message in the local database");
-  auto id = m.id;
-  caf::anon_send(impl_->actor, cli::send_atom::value, std::move(m));
-  return id;
+  return impl_->send_stored(std::move(m), payload, o);
 }
 
 result<uint64_t> client::send_to_group(uint32_t group_id,
@@ -352,23 +359,9 @@ result<uint64_t> client::send_to_group(uint32_t group_id,
   if (payload.size() > codec::max_payload)
     return status{status_code::invalid_argument,
                   "a payload has at most 256 KiB; send files in chunks"};
-  auto& ctx = *impl_->ctx;
   store::client_message m;
   m.group_id = group_id;
-  m.sender = ctx.address();
-  m.outgoing = true;
-  m.kind = o.kind;
-  m.flags = o.flags;
-  m.expiry_s = o.expiry_s;
-  m.in_reply_to = o.in_reply_to;
-  m.ts_ms = cli::wall_ms();
-  m.status = static_cast<uint8_t>(codec::message_status::outbox);
-  m.payload = payload;
-  if (auto s = ctx.db->add_new_outgoing(m, m.ts_ms); !s)
-    return s.annotate("storing the message in the local database");
-  auto id = m.id;
-  caf::anon_send(impl_->actor, cli::send_atom::value, std::move(m));
-  return id;
+  return impl_->send_stored(std::move(m), payload, o);
 }
 
 namespace {

@@ -47,11 +47,9 @@ void schedule_flush(storage_ptr self) {
   }
 }
 
-void flush(storage_ptr self) {
+/// Applies the queued ops in one transaction, filling outcomes and touched.
+status apply_queued(storage_ptr self) {
   auto& st = self->state;
-  st.flush_scheduled = false;
-  if (st.ops.empty())
-    return;
   st.outcomes.clear();
   st.touched.clear();
   status res;
@@ -68,6 +66,15 @@ void flush(storage_ptr self) {
                        res.to_string());
   ++st.batches;
   st.batched_ops += st.ops.size();
+  return res;
+}
+
+void flush(storage_ptr self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  if (st.ops.empty())
+    return;
+  apply_queued(self);
   for (size_t i = 0; i < st.promises.size(); ++i) {
     auto& out = st.outcomes[st.promise_index[i]];
     append_reply rep;
@@ -171,15 +178,7 @@ bytes run_group(storage_ptr self, uint64_t uid, std::string app,
   auto& st = self->state;
   flush(self); // what is queued goes first
   st.ops.emplace_back(std::move(op));
-  st.outcomes.clear();
-  st.touched.clear();
-  status res;
-  try {
-    res = st.ctx->store->apply(st.ops, st.outcomes, st.touched);
-  } catch (const std::exception& e) {
-    res = status{status_code::internal,
-                 std::string{"exception in the store: "} + e.what()};
-  }
+  auto res = apply_queued(self);
   st.ops.clear();
   if (!st.touched.empty())
     self->send(st.ctx->dispatcher, log_atom::value, st.touched);
