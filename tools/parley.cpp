@@ -26,6 +26,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <pthread.h>
 
 namespace {
@@ -193,6 +194,13 @@ class printer : public parley::listener {
   std::string reason() {
     std::lock_guard<std::mutex> g{mtx_};
     return reason_;
+  }
+
+  /// Writes `text` to stdout whole: the listener prints from the client's
+  /// thread, so the command's own output must not interleave with it.
+  void print(const std::string& text) {
+    std::lock_guard<std::mutex> g{mtx_};
+    std::cout << text << std::flush;
   }
 
   std::string failure(uint64_t id) {
@@ -468,7 +476,7 @@ int main(int argc, char** argv) {
                   << " " << out->failure(*id) << '\n';
         return 1;
       }
-      std::cout << "sent " << *id << '\n';
+      out->print("sent " + std::to_string(*id) + '\n');
       return 0;
     };
   });
@@ -512,13 +520,15 @@ int main(int argc, char** argv) {
   uint32_t gid = 0;
   std::string group_name;
   std::vector<std::string> group_members;
-  auto print_group = [](const parley::group_info& gi) {
-    std::cout << "group " << gi.id << " '" << gi.name << "' owner " << gi.owner
-              << ", members:";
+  auto print_group = [](printer& out, const parley::group_info& gi) {
+    std::ostringstream os;
+    os << "group " << gi.id << " '" << gi.name << "' owner " << gi.owner
+       << ", members:";
     for (auto& m : gi.members)
-      std::cout << ' ' << m.address
-                << ((m.flags & parley::member_flags::admin) ? "(admin)" : "");
-    std::cout << '\n';
+      os << ' ' << m.address
+         << ((m.flags & parley::member_flags::admin) ? "(admin)" : "");
+    os << '\n';
+    out.print(os.str());
   };
   auto* group_cmd =
     app.add_subcommand("group", "create, change, list and send to groups")
@@ -546,11 +556,11 @@ int main(int argc, char** argv) {
     return v;
   };
   auto* gcreate = group_sub("create", "create a group you own, with members",
-                            [&](parley::client& c, printer&) {
+                            [&](parley::client& c, printer& out) {
                               auto r = c.create_group(group_name, to_members());
                               if (!r)
                                 return fail(r.error());
-                              print_group(*r);
+                              print_group(out, *r);
                               return 0;
                             });
   gcreate->add_option("NAME", group_name, "group name")->required();
@@ -582,21 +592,23 @@ int main(int argc, char** argv) {
                             });
   gdelete->add_option("GROUP", gid, "group id")->required();
   auto* gshow = group_sub("show", "a group and its members",
-                          [&](parley::client& c, printer&) {
+                          [&](parley::client& c, printer& out) {
                             auto r = c.group(gid);
                             if (!r)
                               return fail(r.error());
-                            print_group(*r);
+                            print_group(out, *r);
                             return 0;
                           });
   gshow->add_option("GROUP", gid, "group id")->required();
   group_sub("list", "the groups you belong to",
-            [&](parley::client& c, printer&) {
+            [&](parley::client& c, printer& out) {
               auto r = c.groups();
               if (!r)
                 return fail(r.error());
+              std::string text;
               for (auto& gi : *r)
-                std::cout << gi.id << '\t' << gi.name << '\n';
+                text += std::to_string(gi.id) + '\t' + gi.name + '\n';
+              out.print(text);
               return 0;
             });
   auto* gsend = group_sub(
@@ -614,7 +626,7 @@ int main(int argc, char** argv) {
                   << " " << out.failure(*id) << '\n';
         return 1;
       }
-      std::cout << "sent " << *id << '\n';
+      out.print("sent " + std::to_string(*id) + '\n');
       return 0;
     });
   gsend->add_option("GROUP", gid, "group id")->required();

@@ -152,7 +152,7 @@ TEST_CASE("parley group commands, with clear refusals") {
   auto bob = " --app demo --token " + p.token("bob") + " ";
   auto [rc, out] = run_cli(base + "group create" + alice + "team bob");
   REQUIRE_MESSAGE(rc == 0, out);
-  CHECK(out.find("'team' owner alice") != std::string::npos);
+  CHECK_MESSAGE(out.find("'team' owner alice") != std::string::npos, out);
   CHECK(out.find("alice(admin)") != std::string::npos);
   auto id = out.substr(out.find("group ") + 6);
   id = id.substr(0, id.find(' '));
