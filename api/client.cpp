@@ -60,6 +60,26 @@ const char* to_string(message_status s) noexcept {
   return codec::to_string(static_cast<codec::message_status>(s)).data();
 }
 
+const char* to_string(presence_kind k) noexcept {
+  static_assert(static_cast<int>(presence_kind::left) ==
+                static_cast<int>(codec::presence_kind::left));
+  switch (k) {
+  case presence_kind::online:
+    return "online";
+  case presence_kind::typing:
+    return "typing";
+  case presence_kind::typing_cleared:
+    return "typing_cleared";
+  case presence_kind::offline:
+    return "offline";
+  case presence_kind::joined:
+    return "joined";
+  case presence_kind::left:
+    return "left";
+  }
+  return "unknown";
+}
+
 // -- runtime
 // ---------------------------------------------------------------------
 
@@ -456,6 +476,49 @@ status client::resend(uint64_t id) {
     return {};
   return status{r.code == status_code::ok ? status_code::internal : r.code,
                 r.error};
+}
+
+status client::send_presence(const std::string& peer, presence_kind kind) {
+  if (peer.empty() || peer.size() > codec::max_address)
+    return {status_code::invalid_argument,
+            "presence needs a peer address of 1 to " +
+              std::to_string(codec::max_address) + " bytes"};
+  if (kind == presence_kind::offline)
+    return {status_code::invalid_argument,
+            "offline presence is sent by the server when a user's last "
+            "device goes: send typing, typing_cleared, joined, left or "
+            "online"};
+  auto r = impl_->call(cli::presence_atom::value, peer, uint32_t{0},
+                       static_cast<uint8_t>(kind));
+  return r.error.empty() ? status{} : status{r.code, r.error};
+}
+
+status client::send_group_presence(uint32_t group_id, presence_kind kind) {
+  if (group_id == 0)
+    return {status_code::invalid_argument, "group presence needs a group id"};
+  if (kind == presence_kind::offline)
+    return {status_code::invalid_argument,
+            "offline presence is sent by the server when a user's last "
+            "device goes: send typing, typing_cleared, joined, left or "
+            "online"};
+  auto r = impl_->call(cli::presence_atom::value, std::string{}, group_id,
+                       static_cast<uint8_t>(kind));
+  return r.error.empty() ? status{} : status{r.code, r.error};
+}
+
+status client::subscribe_presence(const std::vector<std::string>& users) {
+  for (auto& u : users)
+    if (u.empty() || u.size() > codec::max_address)
+      return {status_code::invalid_argument,
+              "a user address is 1 to " + std::to_string(codec::max_address) +
+                " bytes: '" + u + "' is not"};
+  auto r = impl_->call(cli::subscribe_atom::value, true, users);
+  return r.error.empty() ? status{} : status{r.code, r.error};
+}
+
+status client::unsubscribe_presence(const std::vector<std::string>& users) {
+  auto r = impl_->call(cli::subscribe_atom::value, false, users);
+  return r.error.empty() ? status{} : status{r.code, r.error};
 }
 
 result<uint64_t> client::forward(uint64_t id, const std::string& peer) {

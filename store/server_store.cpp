@@ -1857,6 +1857,32 @@ result<codec::group_info> server_store::group_get(uint64_t uid,
   return impl_->group_view(*t, group_id, **g);
 }
 
+result<std::vector<uint64_t>>
+server_store::group_receivers(uint64_t uid, uint32_t group_id) {
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  auto g = impl_->get_group(*t, group_id);
+  if (!g)
+    return g.error();
+  auto mine = impl_->member_of(*t, group_id, uid);
+  if (!mine)
+    return mine.error();
+  if (!*g || !*mine)
+    return status{status_code::not_found,
+                  "you are not a member of group " + std::to_string(group_id) +
+                    ": check the group id (a member must add you)"};
+  auto ms = impl_->members_of(*t, group_id);
+  if (!ms)
+    return ms.error();
+  std::vector<uint64_t> out;
+  out.reserve(ms->size());
+  for (auto& [member, flags] : *ms)
+    if (member != uid && (flags & codec::member_flags::recv) != 0)
+      out.push_back(member);
+  return out;
+}
+
 result<std::vector<codec::group_summary>>
 server_store::groups_of(uint64_t uid) {
   auto t = impl_->e->begin_read();

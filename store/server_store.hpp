@@ -274,12 +274,6 @@ class server_store {
   uint64_t cursor(uint64_t uid, const std::string& device,
                   bool* known = nullptr);
 
-  /// Reads records with seq > `after`, at most `max_records` and about
-  /// `max_bytes` of frames (at least one record when any). When given,
-  /// `delivered_upto` receives the highest seq any device of the user
-  /// acknowledged (records up to it are delivered, whatever their expiry).
-  /// With `now_ms`, records past their expiry whose sender got EXPIRED are
-  /// marked `expired` (never to be delivered).
   /// A group with its members, for one of its members; not_found for
   /// anybody else (whether the group exists or not).
   result<codec::group_info> group_get(uint64_t uid, uint32_t group_id);
@@ -287,6 +281,17 @@ class server_store {
   /// The groups `uid` is a member of, by id.
   result<std::vector<codec::group_summary>> groups_of(uint64_t uid);
 
+  /// The uids of a group's members with `recv`, `uid` left out, for one of
+  /// its members (presence goes to them); not_found for anybody else.
+  result<std::vector<uint64_t>> group_receivers(uint64_t uid,
+                                                uint32_t group_id);
+
+  /// Reads records with seq > `after`, at most `max_records` and about
+  /// `max_bytes` of frames (at least one record when any). When given,
+  /// `delivered_upto` receives the highest seq any device of the user
+  /// acknowledged (records up to it are delivered, whatever their expiry).
+  /// With `now_ms`, records past their expiry whose sender got EXPIRED are
+  /// marked `expired` (never to be delivered).
   status read_log(uint64_t uid, uint64_t after, size_t max_records,
                   size_t max_bytes, std::vector<log_record>& out,
                   uint64_t* delivered_upto = nullptr, uint64_t now_ms = 0);

@@ -169,6 +169,15 @@ class printer : public parley::listener {
     std::cout << std::endl;
   }
 
+  void on_presence(const parley::presence& p) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    std::cout << "[presence] "
+              << (p.group_id != 0
+                    ? "[group " + std::to_string(p.group_id) + "] "
+                    : std::string{})
+              << p.peer << ' ' << parley::to_string(p.kind) << std::endl;
+  }
+
   /// Waits until online, or a final failure; returns the status reached.
   parley::connection_status wait_online(std::chrono::seconds within) {
     using cs = parley::connection_status;
@@ -481,8 +490,13 @@ int main(int argc, char** argv) {
     };
   });
   auto* listen_cmd = app.add_subcommand(
-    "listen", "print messages and status changes until Ctrl-C");
+    "listen", "print messages, status changes and presence until Ctrl-C");
   add_user_opts(listen_cmd);
+  std::vector<std::string> watch;
+  listen_cmd
+    ->add_option("--watch", watch,
+                 "users whose online/offline presence to print")
+    ->delimiter(',');
   listen_cmd->callback([&] {
     user_action = [&] {
       auto stop = block_stop_signals();
@@ -490,6 +504,9 @@ int main(int argc, char** argv) {
       auto c = go_online(g, out);
       if (!c)
         return 1;
+      if (!watch.empty())
+        if (auto s = c->subscribe_presence(watch); !s)
+          return fail(s);
       int sig = 0;
       sigwait(&stop, &sig);
       return 0;
@@ -506,6 +523,7 @@ int main(int argc, char** argv) {
       auto c = go_online(g, out);
       if (!c)
         return 1;
+      c->subscribe_presence({peer}); // prints when PEER comes and goes
       std::string line;
       while (std::getline(std::cin, line)) {
         if (line.empty())

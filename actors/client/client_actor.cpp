@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -74,6 +75,7 @@ struct client_state {
   std::unordered_map<uint64_t, std::shared_ptr<std::promise<request_result>>>
     requests;
   uint64_t next_req = 0;
+  std::set<std::string> watching; ///< Users whose presence we subscribed to.
   std::string address;
   std::minstd_rand rng{std::random_device{}()};
   static inline const char* name = "parley.client";
@@ -224,6 +226,9 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   if (auto box = st.ctx->db->outbox(); box.ok())
     for (auto& m : *box)
       send_frame_for(self, m);
+  if (!st.watching.empty())
+    put(self, codec::presence_subscribe{
+                true, {st.watching.begin(), st.watching.end()}});
   auto every = seconds(std::max<uint32_t>(1, ok.ping_interval_s));
   self->delayed_send(self, every, ping_atom::value, st.generation);
 }
@@ -326,6 +331,10 @@ void on_frame(client_ptr self) {
           i->second->set_value(request_result{{}, f});
           st.requests.erase(i);
         }
+      } else if constexpr (std::is_same_v<T, codec::presence>) {
+        presence p{f.peer, f.group_id, static_cast<presence_kind>(f.kind),
+                   f.ts_ms};
+        st.ctx->emit([p](listener& l) { l.on_presence(p); });
       } else if constexpr (std::is_same_v<T, codec::ping>) {
         put(self, codec::pong{f.nonce});
       } else if constexpr (std::is_same_v<T, codec::goodbye>) {
@@ -510,6 +519,43 @@ caf::actor make_client_actor(caf::actor_system& sys,
         std::visit([&](auto& f) { put(self, f); }, r.frame);
         st.requests.emplace(req, std::move(r.slot));
         schedule_flush(self);
+      },
+      [=](presence_atom, std::string& peer, uint32_t group_id, uint8_t kind,
+          reply_slot& slot) {
+        auto& st = self->state;
+        if (st.ph != phase::online) {
+          slot->set_value({0,
+                           "the client is not online: presence is never "
+                           "queued, send it when ONLINE",
+                           status_code::unavailable});
+          return;
+        }
+        put(self, codec::presence{std::move(peer), group_id,
+                                  static_cast<codec::presence_kind>(kind), 0});
+        schedule_flush(self);
+        slot->set_value({});
+      },
+      [=](subscribe_atom, bool on, std::vector<std::string>& users,
+          reply_slot& slot) {
+        auto& st = self->state;
+        std::vector<std::string> changed;
+        for (auto& u : users)
+          if (on ? st.watching.insert(u).second : st.watching.erase(u) > 0)
+            changed.push_back(u);
+        if (on && st.watching.size() > 1000) {
+          for (auto& u : changed)
+            st.watching.erase(u);
+          slot->set_value({0,
+                           "at most 1000 users can be watched: unsubscribe "
+                           "from some first",
+                           status_code::resource_exhausted});
+          return;
+        }
+        if (st.ph == phase::online && !changed.empty()) {
+          put(self, codec::presence_subscribe{on, std::move(changed)});
+          schedule_flush(self);
+        }
+        slot->set_value({});
       },
       [=](resend_atom, uint64_t id, reply_slot& slot) {
         auto& st = self->state;

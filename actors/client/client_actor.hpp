@@ -16,6 +16,9 @@
 //                                    sent on this connection already
 //   (resend, id, slot), (remove, id, slot)
 //   (markread, peer, up_to, slot)    mark read locally + READ to the peer
+//   (presence, peer, group, kind, slot)  presence now, or unavailable
+//   (subscribe, on, users, slot)     (un)watch users' presence; the set is
+//                                    sent again at each login
 // A slot answers {id, error}; error empty on success.
 // (from the connector): (connected, fd) | (failed, reason, code)
 // (from the poller, via its channel): (io) the socket is readable/writable
@@ -55,6 +58,8 @@ using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 using request_atom = caf::atom_constant<caf::atom("request")>;
+using presence_atom = caf::atom_constant<caf::atom("presence")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 
 /// The answer to a facade call.
 struct call_result {

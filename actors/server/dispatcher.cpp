@@ -2,12 +2,13 @@
 #include "actors/common/tsan.hpp"
 
 #include "actors/server/context.hpp"
-#include "codec/protocol.hpp"
+#include "codec/codec.hpp"
 
 #include <caf/all.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 namespace parley::srv {
@@ -19,18 +20,73 @@ struct device_session {
   caf::actor session;
 };
 
+/// Sessions that subscribed to the online/offline presence of one user.
+struct watchers {
+  std::string address; ///< The watched user.
+  std::vector<caf::actor> sessions;
+};
+
 struct dispatcher_state {
   std::shared_ptr<context> ctx;
   std::unordered_map<uint64_t, std::vector<device_session>> online;
   uint64_t sessions = 0;
+  /// Presence subscriptions: watched uid -> subscribers, and per
+  /// subscribing session the uids it watches (to drop them when it ends).
+  std::unordered_map<uint64_t, watchers> watched;
+  std::unordered_map<caf::actor_addr, std::vector<uint64_t>> watching;
   static inline const char* name = "parley.dispatcher";
 };
 
 using dispatcher_ptr =
   caf::stateful_actor<dispatcher_state, net::hb_actor<dispatcher_actor::base>>*;
 
+/// A presence frame about `address`, encoded.
+bytes presence_frame(const std::string& address, codec::presence_kind kind,
+                     uint64_t now_ms) {
+  codec::buffer out;
+  codec::encode(codec::presence{address, 0, kind, now_ms}, out);
+  return out;
+}
+
+/// Tells the subscribers of `uid` that it came online or went offline.
+void announce(dispatcher_ptr self, uint64_t uid, codec::presence_kind kind) {
+  auto& st = self->state;
+  auto w = st.watched.find(uid);
+  if (w == st.watched.end())
+    return;
+  auto frame = presence_frame(w->second.address, kind, st.ctx->now());
+  for (auto& s : w->second.sessions)
+    caf::anon_send(s, realtime_atom::value, frame);
+}
+
+/// Drops one subscription of session `who` (if any).
+void unwatch(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
+  auto& st = self->state;
+  auto w = st.watched.find(uid);
+  if (w == st.watched.end())
+    return;
+  auto& v = w->second.sessions;
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [&](const caf::actor& a) { return a.address() == who; }),
+          v.end());
+  if (v.empty())
+    st.watched.erase(w);
+}
+
+/// Drops every subscription of a session that ended.
+void unwatch_all(dispatcher_ptr self, const caf::actor_addr& who) {
+  auto& st = self->state;
+  auto i = st.watching.find(who);
+  if (i == st.watching.end())
+    return;
+  for (auto uid : i->second)
+    unwatch(self, uid, who);
+  st.watching.erase(i);
+}
+
 void remove(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
   auto& st = self->state;
+  unwatch_all(self, who);
   auto i = st.online.find(uid);
   if (i == st.online.end())
     return;
@@ -42,8 +98,10 @@ void remove(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
       break;
     }
   }
-  if (v.empty())
+  if (v.empty()) {
     st.online.erase(i);
+    announce(self, uid, codec::presence_kind::offline);
+  }
 }
 
 } // namespace
@@ -92,6 +150,8 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
         caf::anon_send(session, log_atom::value); // as above
         v.push_back(device_session{std::move(device), std::move(session)});
         ++self->state.sessions;
+        if (v.size() == 1) // the user's first device: now online
+          announce(self, uid, codec::presence_kind::online);
       },
       [=](unregister_atom, uint64_t uid, const std::string&,
           const caf::actor& session) {
@@ -116,6 +176,52 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
         for (auto& ds : i->second)
           caf::anon_send(ds.session, realtime_atom::value, frame);
         return static_cast<uint32_t>(i->second.size());
+      },
+      // Presence and real-time frames for several users (never stored).
+      [=](realtime_atom, const std::vector<uint64_t>& uids,
+          const bytes& frame) {
+        auto& online = self->state.online;
+        for (auto uid : uids) {
+          auto i = online.find(uid);
+          if (i == online.end())
+            continue;
+          for (auto& ds : i->second)
+            caf::anon_send(ds.session, realtime_atom::value, frame);
+        }
+      },
+      // A session (un)subscribes to the online/offline presence of users
+      // (uids with their addresses). A new subscriber learns the current
+      // state at once.
+      [=](subscribe_atom, bool on, const std::vector<uint64_t>& uids,
+          const std::vector<std::string>& addresses, caf::actor& session) {
+        auto& st = self->state;
+        auto who = session.address();
+        auto& mine = st.watching[who];
+        for (size_t k = 0; k < uids.size() && k < addresses.size(); ++k) {
+          auto uid = uids[k];
+          auto has = std::find(mine.begin(), mine.end(), uid) != mine.end();
+          if (!on) {
+            if (has) {
+              unwatch(self, uid, who);
+              mine.erase(std::remove(mine.begin(), mine.end(), uid),
+                         mine.end());
+            }
+            continue;
+          }
+          if (!has) {
+            mine.push_back(uid);
+            auto& w = st.watched[uid];
+            w.address = addresses[k];
+            w.sessions.push_back(session);
+          }
+          auto kind = st.online.count(uid) != 0
+                        ? codec::presence_kind::online
+                        : codec::presence_kind::offline;
+          caf::anon_send(session, realtime_atom::value,
+                         presence_frame(addresses[k], kind, st.ctx->now()));
+        }
+        if (mine.empty())
+          st.watching.erase(who);
       },
       [=](kick_atom, uint64_t uid, uint8_t reason, const std::string& text) {
         auto& online = self->state.online;

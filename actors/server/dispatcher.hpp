@@ -10,6 +10,14 @@
 //   (unregister, uid, device, session) -> ()
 //   (log, uids)                        -> ()   tells their sessions (log)
 //   (realtime, uid, frame)             -> uint32_t  devices reached
+//   (realtime, uids, frame)            -> ()   the same, to several users
+//                                              (presence; never stored)
+//   (subscribe, on, uids, addresses, session) -> ()  the session watches
+//                                              (or stops watching) whether
+//                                              these users are online: it
+//                                              gets their presence (online
+//                                              or offline) now and at each
+//                                              change; dropped when it ends
 //   (kick, uid, reason, text)          -> ()   ends the user's sessions
 //   (count)                            -> uint64_t  online sessions
 
@@ -29,6 +37,9 @@ using dispatcher_actor = caf::typed_actor<
   caf::reacts_to<unregister_atom, uint64_t, std::string, caf::actor>,
   caf::reacts_to<log_atom, std::vector<uint64_t>>,
   caf::replies_to<realtime_atom, uint64_t, bytes>::with<uint32_t>,
+  caf::reacts_to<realtime_atom, std::vector<uint64_t>, bytes>,
+  caf::reacts_to<subscribe_atom, bool, std::vector<uint64_t>,
+                 std::vector<std::string>, caf::actor>,
   caf::reacts_to<kick_atom, uint64_t, uint8_t, std::string>,
   caf::replies_to<count_atom>::with<uint64_t>,
   caf::reacts_to<count_atom, count_slot>>;

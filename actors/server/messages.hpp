@@ -56,6 +56,8 @@ using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using consumed_atom = caf::atom_constant<caf::atom("consumed")>;
 using io_atom = caf::atom_constant<caf::atom("io")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using presence_atom = caf::atom_constant<caf::atom("presence")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 
 // -- storage requests
 // ----------------------------------------------------------------

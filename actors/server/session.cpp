@@ -53,6 +53,11 @@ struct session_state {
   uint64_t last_delivered = 0;    ///< Highest seq actually sent.
   uint64_t acked = 0;             ///< Highest seq the device acknowledged.
   uint32_t appends_in_flight = 0; ///< Sends waiting for the store.
+  /// Presence sent while messages of this session waited for the store:
+  /// released when they are stored, so a typing indicator never overtakes
+  /// the message typed before it. (receivers, frame)
+  std::vector<std::pair<std::vector<uint64_t>, bytes>> held_presence;
+  uint32_t subscriptions = 0; ///< Users whose presence this session watches.
   // buffers reused across handlers
   codec::buffer out;
   tls::bytes cipher;
@@ -293,6 +298,12 @@ void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
   --st.appends_in_flight;
   if (st.ph == phase::closing)
     return;
+  if (st.appends_in_flight == 0 && !st.held_presence.empty()) {
+    for (auto& [uids, frame] : st.held_presence)
+      self->send(st.ctx->dispatcher, realtime_atom::value, std::move(uids),
+                 std::move(frame));
+    st.held_presence.clear();
+  }
   put(self, codec::status_update{0, mid, peer, group_id, {}, value, ts, text});
   schedule_flush(self);
   resume_reading(self);
@@ -482,6 +493,98 @@ void on_group_read(session_ptr self, const codec::frame& f) {
   }
 }
 
+/// Most users one session may watch the presence of.
+constexpr uint32_t max_subscriptions = 1000;
+
+/// Presence from the user (typing, ...): to the peer's devices or the
+/// group's members, never stored. Refusals come back as server_error.
+void on_presence(session_ptr self, const codec::presence& p) {
+  auto& st = self->state;
+  using pk = codec::presence_kind;
+  if (p.kind != pk::online && p.kind != pk::typing &&
+      p.kind != pk::typing_cleared && p.kind != pk::joined &&
+      p.kind != pk::left) {
+    put(self, codec::server_error{
+                status_code::invalid_argument, 0,
+                "presence kind " + std::to_string(int(p.kind)) +
+                  " cannot be sent by a user: send online (1), typing (3), "
+                  "typing cleared (4), joined (10) or left (11); the server "
+                  "sends offline itself"});
+    return;
+  }
+  std::vector<uint64_t> to;
+  if (p.group_id != 0) {
+    auto r = st.ctx->store->group_receivers(st.uid, p.group_id);
+    if (!r) {
+      put(self, codec::server_error{r.error().code(), 0, r.error().message()});
+      return;
+    }
+    to = std::move(*r);
+  } else {
+    auto ruid = st.ctx->store->uid_of(st.app, p.peer);
+    if (ruid == 0 || ruid == st.uid) {
+      put(self, codec::server_error{
+                  status_code::not_found, 0,
+                  ruid == 0 ? "presence to '" + p.peer + "': there is no "
+                                "such user in app '" + st.app + "'"
+                            : std::string{"presence to yourself is not sent"}});
+      return;
+    }
+    to.push_back(ruid);
+  }
+  if (to.empty())
+    return;
+  codec::buffer frame;
+  codec::encode(codec::presence{st.address, p.group_id, p.kind,
+                                self->state.ctx->now()},
+                frame);
+  if (st.appends_in_flight > 0) {
+    if (st.held_presence.size() < 256) // else dropped: presence is a hint
+      st.held_presence.emplace_back(std::move(to), std::move(frame));
+    return;
+  }
+  self->send(st.ctx->dispatcher, realtime_atom::value, std::move(to),
+             std::move(frame));
+}
+
+/// (Un)subscribes to the online/offline presence of users of this app.
+void on_subscribe(session_ptr self, const codec::presence_subscribe& s) {
+  auto& st = self->state;
+  std::vector<uint64_t> uids;
+  std::vector<std::string> addresses;
+  std::string unknown;
+  for (auto& a : s.peers) {
+    auto uid = st.ctx->store->uid_of(st.app, a);
+    if (uid == 0) {
+      unknown += (unknown.empty() ? "'" : ", '") + a + "'";
+      continue;
+    }
+    uids.push_back(uid);
+    addresses.push_back(a);
+  }
+  if (!unknown.empty())
+    put(self, codec::server_error{status_code::not_found, 0,
+                                  "presence subscription: no user " + unknown +
+                                    " in app '" + st.app + "'"});
+  if (s.subscribe) {
+    if (st.subscriptions + uids.size() > max_subscriptions) {
+      put(self, codec::server_error{
+                  status_code::resource_exhausted, 0,
+                  "a session watches the presence of at most " +
+                    std::to_string(max_subscriptions) +
+                    " users: unsubscribe from some first"});
+      return;
+    }
+    st.subscriptions += static_cast<uint32_t>(uids.size());
+  } else {
+    st.subscriptions -= std::min<uint32_t>(st.subscriptions, uids.size());
+  }
+  if (!uids.empty())
+    self->send(st.ctx->dispatcher, subscribe_atom::value, s.subscribe,
+               std::move(uids), std::move(addresses),
+               caf::actor_cast<caf::actor>(self));
+}
+
 void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
   auto& st = self->state;
   auto rate = st.frames.take(st.rx_now);
@@ -528,6 +631,10 @@ void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
       } else if constexpr (std::is_same_v<T, codec::group_get> ||
                            std::is_same_v<T, codec::group_list>) {
         on_group_read(self, st.frame);
+      } else if constexpr (std::is_same_v<T, codec::presence>) {
+        on_presence(self, f);
+      } else if constexpr (std::is_same_v<T, codec::presence_subscribe>) {
+        on_subscribe(self, f);
       } else if constexpr (std::is_same_v<T, codec::ping>) {
         put(self, codec::pong{f.nonce});
       } else if constexpr (std::is_same_v<T, codec::pong>) {
@@ -953,6 +1060,9 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
         auto& s = self->state;
         if (s.ph != phase::user)
           return;
+        // Log records announced before this frame go first: a message is
+        // never overtaken by the presence sent after it.
+        pump(self);
         s.out.insert(s.out.end(), frame.begin(), frame.end());
         schedule_flush(self);
       },

@@ -166,6 +166,28 @@ struct group_event {
   uint64_t ts_ms = 0;
 };
 
+/// Presence (Mesibo's numbers; OFFLINE is Parley's). Never stored: what a
+/// device misses while offline is gone.
+enum class presence_kind : uint8_t {
+  online = 1,         ///< Came online (subscriptions), or "I am here".
+  typing = 3,         ///< Typing in the conversation.
+  typing_cleared = 4, ///< Stopped typing.
+  offline = 5,        ///< The last device went offline (subscriptions).
+  joined = 10,        ///< Joined the conversation (application-defined).
+  left = 11,          ///< Left the conversation (application-defined).
+};
+
+/// Lower-case name ("typing").
+const char* to_string(presence_kind k) noexcept;
+
+/// Presence of another user (listener::on_presence).
+struct presence {
+  std::string peer;      ///< Whom it is about.
+  uint32_t group_id = 0; ///< The group it was sent to, 0 for 1:1.
+  presence_kind kind = presence_kind::online;
+  uint64_t ts_ms = 0; ///< Server time.
+};
+
 /// Where a message came from (Mesibo's origins).
 enum class message_origin : uint8_t {
   realtime = 0, ///< Arrived now.
@@ -197,6 +219,13 @@ class listener {
   /// Something happened to a group this user belongs to (created, members
   /// added or removed, left, settings changed, deleted).
   virtual void on_group_event(const group_event&) {
+    // nop
+  }
+
+  /// Presence of another user: typing and the like from a peer or a group
+  /// member, and online/offline of the users this client subscribed to
+  /// (client::subscribe_presence). Never after the message sent before it.
+  virtual void on_presence(const presence&) {
     // nop
   }
 };
@@ -374,6 +403,27 @@ class client {
 
   /// The groups this user belongs to (without their members).
   result<std::vector<group_info>> groups();
+
+  // -- presence (never stored; needs the connection)
+  // ----------------------------------------------------------
+
+  /// Tells `peer`'s online devices (typing, typing_cleared, joined, left,
+  /// online). Errors: unavailable when offline (presence is not queued),
+  /// invalid_argument for offline (the server sends that itself).
+  status send_presence(const std::string& peer, presence_kind kind);
+
+  /// Tells the online members of a group (not this user's other devices).
+  status send_group_presence(uint32_t group_id, presence_kind kind);
+
+  /// Watches whether these users are online: on_presence gets online or
+  /// offline for each at once, then at every change. Kept across
+  /// reconnects (and subscribed again at each login) until
+  /// unsubscribe_presence; works while offline. Unknown users are refused
+  /// by the server (it logs why); at most 1000 users.
+  status subscribe_presence(const std::vector<std::string>& users);
+
+  /// Stops watching these users.
+  status unsubscribe_presence(const std::vector<std::string>& users);
 
   /// Sends an outgoing message again after a failure (or while still in the
   /// outbox): it goes back to OUTBOX and on to SENT. Errors: not_found,

@@ -37,6 +37,7 @@ class recorder : public listener {
     {
       std::lock_guard<std::mutex> g{mtx_};
       messages.push_back(m);
+      order.push_back("message " + m.payload);
       hook = on_msg;
       cv_.notify_all();
     }
@@ -52,6 +53,12 @@ class recorder : public listener {
   void on_group_event(const group_event& ev) override {
     std::lock_guard<std::mutex> g{mtx_};
     group_events.push_back(ev);
+    cv_.notify_all();
+  }
+  void on_presence(const presence& p) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    presences.push_back(p);
+    order.push_back(std::string{"presence "} + to_string(p.kind));
     cv_.notify_all();
   }
 
@@ -107,6 +114,8 @@ class recorder : public listener {
   std::vector<message> updates;
   std::vector<std::string> update_reasons;
   std::vector<group_event> group_events;
+  std::vector<presence> presences;
+  std::vector<std::string> order; ///< Messages and presence, as they came.
   std::function<void(const message&)> on_msg;
 
  private:
@@ -523,4 +532,41 @@ TEST_CASE("groups through the SDK: create, events, messages, refusals") {
   auto off = c->groups();
   CHECK(off.error().code() == status_code::unavailable);
   CHECK(off.error().message().find("online") != std::string::npos);
+}
+
+TEST_CASE("presence through the SDK: subscriptions and typing, in order with "
+          "messages") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  REQUIRE(a->subscribe_presence({"bob"}).ok());
+  REQUIRE(ra->wait([&] { return ra->presences.size() == 1; }));
+  CHECK(ra->presences[0].peer == "bob");
+  CHECK(ra->presences[0].kind == presence_kind::offline);
+  auto b = f.online(f.opts("bob"), rb);
+  REQUIRE(ra->wait([&] { return ra->presences.size() == 2; }));
+  CHECK(ra->presences[1].kind == presence_kind::online);
+  // A message, then typing: alice hears them in that order.
+  REQUIRE(b->send("alice", "hi").ok());
+  REQUIRE(b->send_presence("alice", presence_kind::typing).ok());
+  REQUIRE(ra->wait([&] { return ra->presences.size() == 3; }));
+  CHECK(ra->order == std::vector<std::string>{"presence offline",
+                                              "presence online", "message hi",
+                                              "presence typing"});
+  CHECK(ra->presences[2].peer == "bob");
+  // The subscription survives a reconnect (subscribed again at login).
+  REQUIRE(a->reconnect().ok());
+  REQUIRE(ra->wait([&] {
+    return ra->presences.size() == 4 &&
+           ra->presences[3].kind == presence_kind::online;
+  }));
+  b->stop();
+  REQUIRE(ra->wait([&] { return ra->presences.size() == 5; }));
+  CHECK(ra->presences[4].kind == presence_kind::offline);
+  // Presence is never queued: offline, it fails at once and says so.
+  auto off = b->send_presence("alice", presence_kind::typing);
+  CHECK(off.code() == status_code::unavailable);
+  CHECK(b->send_presence("alice", presence_kind::offline).code() ==
+        status_code::invalid_argument);
 }
