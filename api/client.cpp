@@ -228,6 +228,46 @@ struct client::impl {
     }
   }
 
+  /// edit() and retract(): checked here, done by the server, applied to
+  /// the local database once the server said yes.
+  status change(uint64_t id, codec::update_kind kind,
+                const std::string& payload) {
+    bool retract = kind == codec::update_kind::retract;
+    const char* verb = retract ? "retracted" : "edited";
+    auto m = ctx->db->get(id);
+    if (!m)
+      return m.error();
+    if (!*m)
+      return {status_code::not_found,
+              "there is no message " + std::to_string(id) +
+                " in the local database"};
+    auto& msg = **m;
+    if (!msg.outgoing || msg.id != msg.mid)
+      return {status_code::failed_precondition,
+              std::string{"only a message sent from this device can be "} +
+                verb};
+    auto st = static_cast<codec::message_status>(msg.status);
+    if (st == codec::message_status::outbox)
+      return {status_code::failed_precondition,
+              std::string{"the message is not SENT yet: it can be "} + verb +
+                " once the server has it (or remove() it instead)"};
+    if (codec::is_failure(st))
+      return {status_code::failed_precondition,
+              "the message failed (" + std::string{codec::to_string(st)} +
+                "): the server never stored it, so nobody has it to change"};
+    if ((msg.flags & codec::message_flags::retracted) != 0)
+      return {status_code::failed_precondition,
+              "the message was retracted already: it cannot change any more"};
+    codec::frame f;
+    if (retract)
+      f = codec::retract{0, msg.mid};
+    else
+      f = codec::edit{0, msg.mid, payload};
+    if (auto s = as_status(request(std::move(f))); !s)
+      return s;
+    return cli::apply_change(*ctx, id, kind, payload);
+  }
+
   /// OK for a reply frame with code ok; its status otherwise.
   static status as_status(const result<codec::frame>& r) {
     if (!r)
@@ -521,15 +561,53 @@ status client::unsubscribe_presence(const std::vector<std::string>& users) {
   return r.error.empty() ? status{} : status{r.code, r.error};
 }
 
-result<uint64_t> client::forward(uint64_t id, const std::string& peer) {
-  auto m = get(id);
+namespace {
+
+/// The options of a forwarded copy of `m`, or why it cannot be forwarded.
+result<send_options> forward_options(const result<message>& m) {
   if (!m)
     return m.error();
+  if ((m->flags & flags::retracted) != 0)
+    return status{status_code::failed_precondition,
+                  "the message was retracted by its sender: there is "
+                  "nothing to forward"};
   send_options o;
-  o.flags = m->flags;
+  o.flags = static_cast<uint16_t>(
+    (m->flags & (flags::delivery_receipt | flags::read_receipt)) |
+    flags::forwarded);
   o.kind = m->kind;
-  o.in_reply_to = m->in_reply_to;
-  return send(peer, m->payload, o);
+  return o;
+}
+
+} // namespace
+
+result<uint64_t> client::forward(uint64_t id, const std::string& peer) {
+  auto m = get(id);
+  auto o = forward_options(m);
+  if (!o)
+    return o.error();
+  return send(peer, m->payload, *o);
+}
+
+result<uint64_t> client::forward_to_group(uint64_t id, uint32_t group_id) {
+  auto m = get(id);
+  auto o = forward_options(m);
+  if (!o)
+    return o.error();
+  return send_to_group(group_id, m->payload, *o);
+}
+
+status client::edit(uint64_t id, const std::string& payload) {
+  if (payload.size() > codec::max_payload)
+    return {status_code::invalid_argument,
+            "the payload is " + std::to_string(payload.size()) +
+              " bytes, more than the limit of " +
+              std::to_string(codec::max_payload)};
+  return impl_->change(id, codec::update_kind::edit, payload);
+}
+
+status client::retract(uint64_t id) {
+  return impl_->change(id, codec::update_kind::retract, {});
 }
 
 status client::remove(uint64_t id) {

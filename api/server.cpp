@@ -343,6 +343,7 @@ server::start_on(caf::actor_system* host, const server_options& opts,
   so.retention_s = opts.retention_s;
   so.inbox_quota = opts.inbox_quota;
   so.token_ttl_s = opts.token_ttl_s;
+  so.retract_window_s = opts.retract_window_s;
   auto st = store::server_store::open((dir / "store").string(), so);
   if (!st)
     return st.error().annotate("opening the store in '" + dir.string() + "'");

@@ -162,6 +162,12 @@ constexpr uint16_t read_receipt = 0x02;
 constexpr uint16_t transient = 0x04;
 constexpr uint16_t presence = 0x08;
 constexpr uint16_t broadcast = 0x20;
+// Parley's: set by the server on a stored copy it changed (a sender's
+// own bits here are cleared), and by the SDK on a forwarded copy.
+constexpr uint16_t edited = 0x100;    ///< The payload was edited.
+constexpr uint16_t retracted = 0x200; ///< Deleted for everyone (payload gone).
+constexpr uint16_t forwarded = 0x400; ///< A copy of another message.
+constexpr uint16_t server_owned = edited | retracted;
 } // namespace message_flags
 
 /// Default expiry of a message: 7 days.

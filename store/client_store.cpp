@@ -367,6 +367,10 @@ class lmdb_client_store final : public client_store {
                                            uint32_t group_id, uint64_t from_id,
                                            size_t count,
                                            read_order order) override;
+  result<uint64_t> find(const std::string& sender, uint64_t mid) override;
+  result<client_message> change(uint64_t id, uint16_t add_flags,
+                                const std::string& payload,
+                                bool* changed) override;
   result<std::vector<conversation_summary>> summary() override;
   result<uint64_t> mark_read(const std::string& peer, uint32_t group_id,
                              uint64_t up_to) override;
@@ -775,6 +779,42 @@ result<bool> lmdb_client_store::add_incoming(client_message& m) {
     return st;
   m.id = id;
   return fresh;
+}
+
+result<uint64_t> lmdb_client_store::find(const std::string& sender,
+                                         uint64_t mid) {
+  auto t = e->begin_read();
+  if (!t)
+    return t.error();
+  return index_get(*t, by_mid, mid_key(sender, mid), "by_mid");
+}
+
+result<client_message> lmdb_client_store::change(uint64_t id,
+                                                 uint16_t add_flags,
+                                                 const std::string& payload,
+                                                 bool* changed) {
+  client_message out;
+  auto st = e->write([&](txn& t) -> parley::status {
+    auto m = load(t, id);
+    if (!m)
+      return m.error();
+    if (!*m)
+      return parley::status{status_code::not_found,
+                            "change: there is no message " + hex_id(id)};
+    out = std::move(**m);
+    bool differs =
+      (out.flags | add_flags) != out.flags || out.payload != payload;
+    if (changed != nullptr)
+      *changed = differs;
+    if (!differs)
+      return {};
+    out.flags |= add_flags;
+    out.payload = payload;
+    return t.put(messages, be64(out.id), encode_message(out));
+  });
+  if (!st)
+    return st;
+  return out;
 }
 
 result<uint64_t> lmdb_client_store::cursor() {

@@ -172,6 +172,20 @@ class client_store {
   /// Raises the cursor to `seq` (never lowers it).
   virtual status set_cursor(uint64_t seq) = 0;
 
+  // -- changes (edits and retractions)
+  // ------------------------------------------------------
+
+  /// The local id of the message (sender, mid), 0 when none is held.
+  virtual result<uint64_t> find(const std::string& sender, uint64_t mid) = 0;
+
+  /// Changes a stored message: ORs `add_flags` into its flags and replaces
+  /// its payload (an empty one for a retraction). Idempotent: `changed`
+  /// (when given) tells whether anything was different. Returns the
+  /// message as stored now, or not_found.
+  virtual result<client_message> change(uint64_t id, uint16_t add_flags,
+                                        const std::string& payload,
+                                        bool* changed = nullptr) = 0;
+
   // -- reading
   // ---------------------------------------------------------------------
 

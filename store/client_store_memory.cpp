@@ -249,6 +249,27 @@ class memory_client_store final : public client_store {
 
   // -- reading ---------------------------------------------------------------
 
+  result<uint64_t> find(const std::string& sender, uint64_t mid) override {
+    std::shared_lock lock{mu_};
+    return find_mid(sender, mid);
+  }
+
+  result<client_message> change(uint64_t id, uint16_t add_flags,
+                                const std::string& payload,
+                                bool* changed) override {
+    std::unique_lock lock{mu_};
+    auto it = msgs_.find(id);
+    if (it == msgs_.end())
+      return parley::status{status_code::not_found,
+                            "change: there is no message " + hex_id(id)};
+    if (changed != nullptr)
+      *changed = (it->second.flags | add_flags) != it->second.flags ||
+                 it->second.payload != payload;
+    it->second.flags |= add_flags;
+    it->second.payload = payload;
+    return it->second;
+  }
+
   result<std::optional<client_message>> get(uint64_t id) override {
     std::shared_lock lock{mu_};
     auto it = msgs_.find(id);

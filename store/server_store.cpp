@@ -876,9 +876,148 @@ struct server_store::impl {
     return {};
   }
 
+  /// Rewrites a stored message record (edit or retraction of `m`, decoded
+  /// from `r`), keeping its place and metadata.
+  status rewrite(txn& t, uint64_t uid, const log_record& r, codec::message& m,
+                 const change_op& op) {
+    namespace mf = codec::message_flags;
+    if (op.kind == codec::update_kind::edit) {
+      m.flags |= mf::edited;
+      m.payload = op.payload;
+    } else {
+      m.flags |= mf::retracted;
+      m.payload.clear();
+      m.file.reset();
+    }
+    frame_buf.clear();
+    codec::encode(m, frame_buf);
+    key_builder k;
+    k.u64(uid).u64(r.seq);
+    return t.put(log, k.view(),
+                 encode_record(r.ts_ms, r.expires_ms, r.other_uid, r.type,
+                               r.origin_device, frame_buf));
+  }
+
+  status do_change(txn& t, change_op& op, status& refusal,
+                   std::vector<uint64_t>& touched) {
+    namespace mf = codec::message_flags;
+    namespace gf = codec::group_flags;
+    bool retract = op.kind == codec::update_kind::retract;
+    const char* verb = retract ? "retracted" : "edited";
+    auto refuse = [&](status_code c, std::string text) {
+      refusal = status{c, std::move(text)};
+      return status{};
+    };
+    auto what = "message " + std::to_string(op.mid);
+    key_builder dk;
+    dk.u64(op.uid)
+      .u8(static_cast<uint8_t>(op.device.size()))
+      .bytes(op.device)
+      .u64(op.mid);
+    auto d = t.get(dedup, dk.view());
+    if (!d)
+      return d.error();
+    if (!*d)
+      return refuse(status_code::not_found,
+                    what + " was not sent from this device, or is older than "
+                           "the server's retention: a message is " +
+                      verb + " from the device that sent it");
+    if ((*d)->size() < 32)
+      return corrupt("dedup");
+    uint64_t sseq = get_le64((*d)->data());
+    uint64_t ruid = get_le64((*d)->data() + 8);
+    uint64_t rseq = get_le64((*d)->data() + 16);
+    uint64_t sent_ms = get_le64((*d)->data() + 24);
+    uint64_t window_ms = uint64_t{opts.retract_window_s} * 1000;
+    if (retract && op.now_ms > sent_ms + window_ms)
+      return refuse(status_code::failed_precondition,
+                    what + " was sent " +
+                      std::to_string((op.now_ms - sent_ms) / 1000) +
+                      " s ago: messages can be retracted within " +
+                      std::to_string(opts.retract_window_s) +
+                      " s of sending (the server's retraction window)");
+    log_record r;
+    auto found = load_record(t, op.uid, sseq, r);
+    if (!found)
+      return found.error();
+    auto& m = scratch_msg;
+    if (!*found || r.type != codec::frame_type::message ||
+        codec::decode_body(
+          reinterpret_cast<const uint8_t*>(r.frame.data()) + codec::header_size,
+          r.frame.size() - codec::header_size, m) != codec::errc::ok)
+      return refuse(status_code::not_found,
+                    what + " is no longer in the server's log");
+    if ((m.flags & mf::retracted) != 0)
+      return refuse(status_code::failed_precondition,
+                    what + " was retracted already: it cannot change any more");
+    if (room_full)
+      return refuse(status_code::resource_exhausted, room_text);
+    std::string peer = m.peer; // the receiver, for a 1:1 message
+    uint32_t gid = m.group_id;
+    if (auto s = rewrite(t, op.uid, r, m, op); !s)
+      return s;
+    if (ruid != 0 && rseq != 0) {
+      log_record rr;
+      auto there = load_record(t, ruid, rseq, rr);
+      if (!there)
+        return there.error();
+      if (*there && rr.type == codec::frame_type::message &&
+          codec::decode_body(reinterpret_cast<const uint8_t*>(rr.frame.data()) +
+                               codec::header_size,
+                             rr.frame.size() - codec::header_size,
+                             m) == codec::errc::ok)
+        if (auto s = rewrite(t, ruid, rr, m, op); !s)
+          return s;
+    }
+    // The update records: receivers first, then the sender's other devices.
+    codec::update u;
+    u.ts_ms = op.now_ms;
+    u.sender = op.sender;
+    u.group_id = gid;
+    u.mid = op.mid;
+    u.kind = op.kind;
+    if (!retract)
+      u.payload = op.payload;
+    auto add = [&](uint64_t uid, std::string_view device) -> status {
+      frame_buf.clear();
+      codec::encode(u, frame_buf);
+      auto seq = append_record(t, uid, op.now_ms, 0, op.uid,
+                               codec::frame_type::update, device, frame_buf);
+      if (!seq)
+        return seq.error();
+      touched.push_back(uid);
+      return {};
+    };
+    if (gid != 0) {
+      auto g = get_group(t, gid);
+      if (!g)
+        return g.error();
+      if (*g) {
+        auto ms = members_of(t, gid);
+        if (!ms)
+          return ms.error();
+        for (auto& [uid, flags] : *ms) {
+          if ((flags & codec::member_flags::recv) == 0)
+            continue;
+          if (uid == op.uid && ((*g)->flags & gf::recv_loopback) == 0)
+            continue;
+          if (auto s = add(uid, {}); !s)
+            return s;
+        }
+      }
+    } else if (ruid != 0 && !identity(t, ruid).second.empty()) {
+      u.peer = op.sender;
+      if (auto s = add(ruid, {}); !s)
+        return s;
+    }
+    u.peer = gid != 0 ? std::string{} : peer;
+    return add(op.uid, op.device);
+  }
+
   status do_append(txn& t, append_op& op, append_outcome& out,
                    std::vector<uint64_t>& touched) {
     auto& m = op.msg;
+    m.flags &= static_cast<uint16_t>(~codec::message_flags::server_owned);
     // A resend of the same (user, device, mid) is answered, not stored again.
     key_builder dk;
     dk.u64(op.sender_uid)
@@ -1720,6 +1859,8 @@ status run_op(server_store::impl& p, txn& t, write_op& op, write_outcome& out,
         return p.do_sweep(t, x, touched);
       else if constexpr (std::is_same_v<T, group_op>)
         return p.do_group(t, x, out.group, touched);
+      else if constexpr (std::is_same_v<T, change_op>)
+        return p.do_change(t, x, out.refusal, touched);
       else
         return p.do_trim(t, x);
     },
@@ -1766,7 +1907,7 @@ status server_store::apply(std::vector<write_op>& ops,
     }
     st = first_error;
   } else if (!st) {
-    out.assign(ops.size(), write_outcome{st, {}, {}});
+    out.assign(ops.size(), write_outcome{st, {}, {}, {}});
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());

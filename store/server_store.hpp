@@ -28,6 +28,8 @@ struct server_store_options {
   uint32_t retention_s = 30 * 24 * 3600;  ///< Log kept this long.
   uint64_t inbox_quota = 100000;          ///< Unacked records per user.
   uint32_t token_ttl_s = 365 * 24 * 3600; ///< Default token lifetime.
+  /// How long after sending a message may be retracted.
+  uint32_t retract_window_s = codec::default_retract_window_s;
 };
 
 /// On-disk format of the server store; a newer one is refused.
@@ -181,14 +183,33 @@ struct group_outcome {
   codec::group_info info;
 };
 
+/// Edit or retract (delete for everyone) a message the user sent from
+/// `device`, named by its mid (the dedup entry finds it). Retraction only
+/// within retract_window_s of sending; a retracted message changes no more.
+/// The stored copies the server can find are rewritten (the sender's, and
+/// the receiver's of a 1:1 message: flags edited or retracted, the new
+/// payload or none); an `update` record goes to the log of the sender (for
+/// its other devices) and of every receiver (1:1 peer, or the group's
+/// members with recv), so online and offline devices change theirs.
+struct change_op {
+  codec::update_kind kind = codec::update_kind::edit;
+  uint64_t uid = 0;
+  std::string sender; ///< Address.
+  std::string device;
+  uint64_t mid = 0;
+  std::string payload; ///< Edit: the new payload.
+  uint64_t now_ms = 0;
+};
+
 using write_op = std::variant<append_op, ack_op, read_op, expire_op, sweep_op,
-                              trim_op, group_op>;
+                              trim_op, group_op, change_op>;
 
 /// The outcome of one write_op; `touched` lists users whose log grew.
 struct write_outcome {
   status st;
   append_outcome append; ///< For append_op.
   group_outcome group;   ///< For group_op.
+  status refusal;        ///< For change_op: why it was refused, if it was.
 };
 
 /// The server's tables.

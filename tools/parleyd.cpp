@@ -68,6 +68,10 @@ int main(int argc, char** argv) {
   app.add_flag("--nosync", nosync,
                "no fsync per commit (benchmarks only: a crash may lose "
                "messages already reported SENT)");
+  app.add_option("--retract-window", opts.retract_window_s,
+                 "seconds after sending within which a message may be "
+                 "retracted (deleted for everyone)")
+    ->capture_default_str();
   app.add_option("--retention", opts.retention_s, "log retention, seconds")
     ->capture_default_str();
   app

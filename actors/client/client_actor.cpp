@@ -47,6 +47,23 @@ uint64_t wall_ms() {
       .count());
 }
 
+status apply_change(client_context& ctx, uint64_t id, codec::update_kind kind,
+                    const std::string& payload) {
+  bool retract = kind == codec::update_kind::retract;
+  bool changed = false;
+  auto m = ctx.db->change(id,
+                          retract ? codec::message_flags::retracted
+                                  : codec::message_flags::edited,
+                          retract ? std::string{} : payload, &changed);
+  if (!m)
+    return m.error();
+  if (changed) {
+    auto pub = to_public(*m);
+    ctx.emit([pub](listener& l) { l.on_message_update(pub); });
+  }
+  return {};
+}
+
 namespace {
 
 using namespace std::chrono;
@@ -279,6 +296,26 @@ bool on_message(client_ptr self, codec::message& m) {
   return true;
 }
 
+/// An update record (edit, retraction) of a message this device may hold;
+/// false when the database refused the change (then it is not acked).
+bool on_update(client_ptr self, const codec::update& u) {
+  auto& st = self->state;
+  auto id = st.ctx->db->find(u.sender, u.mid);
+  if (!id)
+    return false;
+  uint64_t target = *id;
+  if (target == 0 && u.sender == st.address) {
+    // Sent from this device: stored under its mid (its sender may have been
+    // unknown then, before the first login).
+    auto own = st.ctx->db->get(u.mid);
+    if (own.ok() && *own && (*own)->outgoing && (*own)->id == u.mid)
+      target = u.mid;
+  }
+  if (target == 0)
+    return true; // not held here (never synced, or removed): nothing to do
+  return apply_change(*st.ctx, target, u.kind, u.payload).ok();
+}
+
 void on_frame(client_ptr self) {
   auto& st = self->state;
   std::visit(
@@ -331,6 +368,15 @@ void on_frame(client_ptr self) {
           i->second->set_value(request_result{{}, f});
           st.requests.erase(i);
         }
+      } else if constexpr (std::is_same_v<T, codec::update>) {
+        if (!on_update(self, f)) {
+          lost(self, connection_status::offline,
+               "the local database refused a change; reconnecting to "
+               "receive it again",
+               false);
+          return;
+        }
+        st.stored_seq = std::max(st.stored_seq, f.seq);
       } else if constexpr (std::is_same_v<T, codec::presence>) {
         presence p{f.peer, f.group_id, static_cast<presence_kind>(f.kind),
                    f.ts_ms};

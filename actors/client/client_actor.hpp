@@ -134,6 +134,12 @@ uint64_t wall_ms();
 /// The public view of a stored message.
 message to_public(const store::client_message& m);
 
+/// Applies an edit or retraction to the stored message `id` and tells the
+/// listeners when that changed it (the server's update record and the
+/// facade's own call both apply it: the second is a no-op).
+status apply_change(client_context& ctx, uint64_t id, codec::update_kind kind,
+                    const std::string& payload);
+
 /// Spawns the actor of one client.
 caf::actor make_client_actor(caf::actor_system& sys,
                              std::shared_ptr<client_context> ctx);

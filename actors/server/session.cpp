@@ -446,14 +446,16 @@ void on_ack(session_ptr self, uint64_t seq) {
   pump(self);
 }
 
-/// A group change: the storage actor applies it and answers (group_info or
-/// reply); the events reach the members through their logs.
-void on_group_change(session_ptr self, codec::frame_type t, const uint8_t* body,
-                     size_t len) {
+/// A group change, edit or retraction: the storage actor applies it and
+/// answers (group_info or reply); events and updates reach the users
+/// concerned through their logs.
+void on_change(session_ptr self, codec::frame_type t, const uint8_t* body,
+               size_t len) {
   auto& st = self->state;
   self
-    ->request(st.ctx->storage, caf::infinite, group_atom::value, st.uid, st.app,
-              st.address, static_cast<uint8_t>(t), bytes(body, body + len))
+    ->request(st.ctx->storage, caf::infinite, change_atom::value, st.uid,
+              st.app, st.address, st.device, static_cast<uint8_t>(t),
+              bytes(body, body + len))
     .then(
       [=](bytes& answer) {
         auto& s = self->state;
@@ -626,8 +628,10 @@ void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
                            std::is_same_v<T, codec::group_members> ||
                            std::is_same_v<T, codec::group_leave> ||
                            std::is_same_v<T, codec::group_delete> ||
-                           std::is_same_v<T, codec::group_set>) {
-        on_group_change(self, T::type, body, len);
+                           std::is_same_v<T, codec::group_set> ||
+                           std::is_same_v<T, codec::edit> ||
+                           std::is_same_v<T, codec::retract>) {
+        on_change(self, T::type, body, len);
       } else if constexpr (std::is_same_v<T, codec::group_get> ||
                            std::is_same_v<T, codec::group_list>) {
         on_group_read(self, st.frame);

@@ -59,7 +59,7 @@ status apply_queued(storage_ptr self) {
     // A bug must not take the only writer down with it.
     res = status{status_code::internal,
                  std::string{"exception in the store: "} + e.what()};
-    st.outcomes.assign(st.ops.size(), store::write_outcome{res, {}, {}});
+    st.outcomes.assign(st.ops.size(), store::write_outcome{res, {}, {}, {}});
   }
   if (!res)
     st.ctx->log->error("storage: batch of {} failed: {}", st.ops.size(),
@@ -133,16 +133,58 @@ void kick(storage_ptr self, uint64_t uid, codec::goodbye_reason reason,
 }
 
 /// Executes one admin frame; returns the encoded answer frame.
-/// A user's group change: decoded, applied in a batch of its own (after
-/// what is queued, so it is ordered after earlier messages), answered once
-/// durable: group_info for a create, else reply.
-bytes run_group(storage_ptr self, uint64_t uid, std::string app,
-                std::string address, uint8_t type, const bytes& body) {
+/// A user's edit or retraction, as run_change.
+store::change_op change_of(codec::frame& f, uint64_t uid, std::string address,
+                           std::string device, uint64_t now, uint64_t& req) {
+  store::change_op op;
+  op.uid = uid;
+  op.sender = std::move(address);
+  op.device = std::move(device);
+  op.now_ms = now;
+  if (auto* e = std::get_if<codec::edit>(&f)) {
+    req = e->req;
+    op.kind = codec::update_kind::edit;
+    op.mid = e->mid;
+    op.payload = std::move(e->payload);
+  } else if (auto* r = std::get_if<codec::retract>(&f)) {
+    req = r->req;
+    op.kind = codec::update_kind::retract;
+    op.mid = r->mid;
+  }
+  return op;
+}
+
+/// A user's group change, edit or retraction: decoded, applied in a batch
+/// of its own (after what is queued, so it is ordered after earlier
+/// messages), answered once durable: group_info for a create, else reply.
+bytes run_change(storage_ptr self, uint64_t uid, std::string app,
+                 std::string address, std::string device, uint8_t type,
+                 const bytes& body) {
   auto t = static_cast<codec::frame_type>(type);
   codec::frame f;
   if (auto e = codec::decode(t, body.data(), body.size(), f);
       e != codec::errc::ok)
     return reply_frame(0, codec::to_status(e, codec::to_string(t)));
+  auto& st = self->state;
+  if (t == codec::frame_type::edit || t == codec::frame_type::retract) {
+    uint64_t req = 0;
+    auto op = change_of(f, uid, std::move(address), std::move(device),
+                        st.ctx->now(), req);
+    flush(self);
+    st.ops.emplace_back(std::move(op));
+    auto res = apply_queued(self);
+    st.ops.clear();
+    if (!st.touched.empty())
+      self->send(st.ctx->dispatcher, log_atom::value, st.touched);
+    if (!res || st.outcomes.empty() || !st.outcomes[0].st)
+      return reply_frame(
+        req,
+        status{status_code::unavailable,
+               "the server could not store the change (" +
+                 (res ? st.outcomes[0].st.to_string() : res.to_string()) +
+                 "): try again later"});
+    return reply_frame(req, st.outcomes[0].refusal);
+  }
   store::group_op op;
   op.kind = t;
   op.actor_uid = uid;
@@ -175,7 +217,6 @@ bytes run_group(storage_ptr self, uint64_t uid, std::string app,
       }
     },
     f);
-  auto& st = self->state;
   flush(self); // what is queued goes first
   st.ops.emplace_back(std::move(op));
   auto res = apply_queued(self);
@@ -332,10 +373,10 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         self->state.ops.emplace_back(std::move(op));
         schedule_flush(self);
       },
-      [=](group_atom, uint64_t uid, std::string& app, std::string& address,
-          uint8_t type, const bytes& body) -> bytes {
-        return run_group(self, uid, std::move(app), std::move(address), type,
-                         body);
+      [=](change_atom, uint64_t uid, std::string& app, std::string& address,
+          std::string& device, uint8_t type, const bytes& body) -> bytes {
+        return run_change(self, uid, std::move(app), std::move(address),
+                          std::move(device), type, body);
       },
       [=](admin_atom, uint8_t type, const bytes& body) -> bytes {
         flush(self); // keep admin changes ordered after queued messages

@@ -13,10 +13,11 @@
 //   (admin, type, body)       -> bytes          an admin frame, answered by
 //                                               an encoded answer frame
 //   (admin, type, body, slot) -> ()             the same, answered in slot
-//   (group, uid, app, address, type, body)
-//                             -> bytes          a group change by a user,
-//                                               answered group_info (create)
-//                                               or reply, once durable
+//   (change, uid, app, address, device, type, body)
+//                             -> bytes          a user's group change, edit
+//                                               or retraction, answered
+//                                               group_info (create) or
+//                                               reply, once durable
 //   (flush)                   -> bool           commits what is queued
 //   (flush, slot)             -> ()             the same, done in slot
 //   (tick)                    -> ()             same, sent to itself
@@ -41,8 +42,8 @@ using storage_actor = caf::typed_actor<
   caf::reacts_to<read_atom, uint64_t, std::string, uint64_t>,
   caf::reacts_to<expire_atom, uint64_t, std::vector<uint64_t>>,
   caf::replies_to<admin_atom, uint8_t, bytes>::with<bytes>,
-  caf::replies_to<group_atom, uint64_t, std::string, std::string, uint8_t,
-                  bytes>::with<bytes>,
+  caf::replies_to<change_atom, uint64_t, std::string, std::string,
+                  std::string, uint8_t, bytes>::with<bytes>,
   caf::reacts_to<admin_atom, uint8_t, bytes, bytes_slot>,
   caf::replies_to<flush_atom>::with<bool>,
   caf::reacts_to<flush_atom, done_slot>, caf::reacts_to<tick_atom>,

@@ -95,6 +95,10 @@ constexpr bool is_failure(message_status s) noexcept {
 namespace flags {
 constexpr uint16_t delivery_receipt = 0x01;
 constexpr uint16_t read_receipt = 0x02;
+// Parley's, set on stored messages (not by a sender):
+constexpr uint16_t edited = 0x100;    ///< Its sender edited it.
+constexpr uint16_t retracted = 0x200; ///< Deleted for everyone: no payload.
+constexpr uint16_t forwarded = 0x400; ///< A forwarded copy.
 } // namespace flags
 
 /// A message, sent or received.
@@ -213,6 +217,14 @@ class listener {
   /// The status of an outgoing message changed. `reason` explains
   /// failures.
   virtual void on_message_status(const message&, const std::string&) {
+    // nop
+  }
+
+  /// A stored message changed: its sender edited it (flags::edited, the
+  /// new payload) or retracted it (flags::retracted, payload empty). Told
+  /// once per change, on every device of the sender and the receivers,
+  /// also to those offline when it happened.
+  virtual void on_message_update(const message&) {
     // nop
   }
 
@@ -431,7 +443,23 @@ class client {
   status resend(uint64_t id);
 
   /// Sends a copy of a stored message to another peer; returns the new id.
+  /// The copy has flags::forwarded.
   result<uint64_t> forward(uint64_t id, const std::string& peer);
+
+  /// Sends a copy of a stored message to a group.
+  result<uint64_t> forward_to_group(uint64_t id, uint32_t group_id);
+
+  /// Replaces the payload of a message sent from this device, for the
+  /// receivers too (their on_message_update). Needs the connection; waits
+  /// for the server. Errors: not_found, failed_precondition (not sent from
+  /// this device, not SENT yet, or retracted), invalid_argument (too
+  /// long), unavailable (offline).
+  status edit(uint64_t id, const std::string& payload);
+
+  /// Deletes a message sent from this device for everyone, within the
+  /// server's retraction window (default 3600 s after sending; after it:
+  /// failed_precondition, saying so). Errors as edit().
+  status retract(uint64_t id);
 
   /// Deletes a message from the local database.
   status remove(uint64_t id);

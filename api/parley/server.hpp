@@ -57,6 +57,9 @@ struct server_options {
   /// Log retention and the default token lifetime, in seconds.
   uint32_t retention_s = 30 * 24 * 3600;
   uint32_t token_ttl_s = 365 * 24 * 3600;
+  /// How long after sending a user may retract (delete for everyone) a
+  /// message, seconds. Edits have no window.
+  uint32_t retract_window_s = 3600;
   /// Unacknowledged log records per user before INBOXFULL.
   uint64_t inbox_quota = 100000;
   /// Largest frame body accepted, bytes.

@@ -55,6 +55,11 @@ class recorder : public listener {
     group_events.push_back(ev);
     cv_.notify_all();
   }
+  void on_message_update(const message& m) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    changes.push_back(m);
+    cv_.notify_all();
+  }
   void on_presence(const presence& p) override {
     std::lock_guard<std::mutex> g{mtx_};
     presences.push_back(p);
@@ -115,6 +120,7 @@ class recorder : public listener {
   std::vector<std::string> update_reasons;
   std::vector<group_event> group_events;
   std::vector<presence> presences;
+  std::vector<message> changes; ///< on_message_update
   std::vector<std::string> order; ///< Messages and presence, as they came.
   std::function<void(const message&)> on_msg;
 
@@ -129,12 +135,22 @@ struct fixture {
   std::unique_ptr<server> srv;
   std::shared_ptr<runtime> rt;
   std::map<std::string, std::string> tokens;
+  /// Added to the server's clock: tests move its time forward.
+  std::shared_ptr<std::atomic<uint64_t>> skew_ms =
+    std::make_shared<std::atomic<uint64_t>>(0);
 
   fixture() {
     sopts.port = 0;
     sopts.data_dir = dir.path() + "/server";
     sopts.log_level = "warn";
     sopts.threads = 2;
+    sopts.clock = [skew = skew_ms] {
+      using namespace std::chrono;
+      return static_cast<uint64_t>(duration_cast<milliseconds>(
+                                     system_clock::now().time_since_epoch())
+                                     .count()) +
+             skew->load();
+    };
     start_server();
     REQUIRE(srv->app_add("demo").ok());
     for (auto u : {"alice", "bob", "carol"})
@@ -569,4 +585,60 @@ TEST_CASE("presence through the SDK: subscriptions and typing, in order with "
   CHECK(off.code() == status_code::unavailable);
   CHECK(b->send_presence("alice", presence_kind::offline).code() ==
         status_code::invalid_argument);
+}
+
+TEST_CASE("edits and retractions through the SDK reach every device, once") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto ra2 = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice", f.dir.path() + "/a1"), ra);
+  auto a2 = f.online(f.opts("alice", f.dir.path() + "/a2"), ra2);
+  auto b = f.online(f.opts("bob", f.dir.path() + "/b"), rb);
+  auto id = a->send("bob", "helo");
+  REQUIRE(id.ok());
+  REQUIRE(ra->reached(*id, message_status::delivered));
+  REQUIRE(ra2->wait([&] { return !ra2->messages.empty(); }));
+  REQUIRE(a->edit(*id, "hello").ok());
+  // The editing device changed at once; bob and alice's other device hear.
+  CHECK(a->get(*id)->payload == "hello");
+  REQUIRE(rb->wait([&] { return rb->changes.size() == 1; }));
+  CHECK(rb->changes[0].payload == "hello");
+  CHECK((rb->changes[0].flags & flags::edited) != 0);
+  CHECK(b->get(rb->messages[0].id)->payload == "hello");
+  REQUIRE(ra2->wait([&] { return ra2->changes.size() == 1; }));
+  CHECK(ra2->changes[0].payload == "hello");
+  // Retraction: the payload is gone everywhere.
+  REQUIRE(a->retract(*id).ok());
+  REQUIRE(rb->wait([&] { return rb->changes.size() == 2; }));
+  CHECK(rb->changes[1].payload.empty());
+  CHECK((rb->changes[1].flags & flags::retracted) != 0);
+  CHECK(b->get(rb->messages[0].id)->payload.empty());
+  // Retracted: no more changes, and nothing to forward.
+  CHECK(a->edit(*id, "again").code() == status_code::failed_precondition);
+  CHECK(b->forward(rb->messages[0].id, "carol").error().code() ==
+        status_code::failed_precondition);
+  // Only the sending device changes a message; only once the server has
+  // it.
+  auto id2 = a->send("bob", "second");
+  REQUIRE(id2.ok());
+  REQUIRE(ra->reached(*id2, message_status::delivered));
+  REQUIRE(ra2->wait([&] { return ra2->messages.size() == 2; }));
+  auto other = a2->edit(ra2->messages[1].id, "x");
+  CHECK(other.code() == status_code::failed_precondition);
+  CHECK(other.message().find("this device") != std::string::npos);
+  // Past the retraction window (3600 s by default): refused, saying so.
+  *f.skew_ms += 3601 * 1000;
+  auto late = a->retract(*id2);
+  CHECK(late.code() == status_code::failed_precondition);
+  CHECK(late.message().find("3600 s") != std::string::npos);
+  CHECK(b->get(rb->messages[1].id)->payload == "second");
+  // Every change was told once on each device (ra: its own two).
+  CHECK(ra->changes.size() == 2);
+  CHECK(rb->changes.size() == 2);
+  // A forwarded copy says so.
+  auto fw = b->forward(rb->messages[1].id, "carol");
+  REQUIRE(fw.ok());
+  CHECK((b->get(*fw)->flags & flags::forwarded) != 0);
+  CHECK(b->get(*fw)->payload == "second");
 }

@@ -717,3 +717,130 @@ TEST_CASE("groups: DELIVERED per member reaches the sender") {
   }
   CHECK(who == (std::vector<std::string>{"bob", "carol"}));
 }
+
+// -- edits and retractions (issue 7)
+// -----------------------------------------------
+
+namespace {
+
+change_op change_by_alice(codec::update_kind kind, uint64_t mid,
+                          const std::string& payload = {},
+                          uint64_t now = t0 + 1000,
+                          const std::string& device = "a1") {
+  change_op op;
+  op.kind = kind;
+  op.uid = 0; // set by the caller
+  op.sender = "alice";
+  op.device = device;
+  op.mid = mid;
+  op.payload = payload;
+  op.now_ms = now;
+  return op;
+}
+
+} // namespace
+
+TEST_CASE("edit: both stored copies change, and both logs get an update") {
+  fixture f;
+  f.send(7, "bob", "helo");
+  auto op = change_by_alice(codec::update_kind::edit, 7, "hello");
+  op.uid = f.alice.uid;
+  auto out = f.apply({op});
+  REQUIRE(out[0].st.ok());
+  REQUIRE_MESSAGE(out[0].refusal.ok(), out[0].refusal.to_string());
+  for (auto uid : {f.bob.uid, f.alice.uid}) {
+    auto log = f.log_of(uid);
+    REQUIRE(log.size() == 2);
+    auto m = f.decode<codec::message>(log[0]);
+    CHECK(m.payload == "hello");
+    CHECK((m.flags & codec::message_flags::edited) != 0);
+    CHECK(m.seq == 1); // rewritten in place
+    REQUIRE(log[1].type == codec::frame_type::update);
+    auto u = f.decode<codec::update>(log[1]);
+    CHECK(u.seq == 2);
+    CHECK(u.kind == codec::update_kind::edit);
+    CHECK(u.sender == "alice");
+    CHECK(u.mid == 7);
+    CHECK(u.payload == "hello");
+    CHECK(u.peer == (uid == f.bob.uid ? "alice" : "bob"));
+  }
+  // The sender's update names the device that made it.
+  CHECK(f.log_of(f.alice.uid)[1].origin_device == "a1");
+}
+
+TEST_CASE("retract: within the window only, once, from the sending device") {
+  fixture f;
+  f.send(7, "bob", "oops");
+  f.send(8, "bob", "old", t0 - 3601 * 1000);
+  // Another device of alice did not send mid 7.
+  auto other = change_by_alice(codec::update_kind::retract, 7, {}, t0, "a2");
+  other.uid = f.alice.uid;
+  auto out = f.apply({other});
+  CHECK(out[0].refusal.code() == status_code::not_found);
+  CHECK(out[0].refusal.message().find("device") != std::string::npos);
+  // Outside the default window of 3600 s.
+  auto late = change_by_alice(codec::update_kind::retract, 8, {}, t0);
+  late.uid = f.alice.uid;
+  out = f.apply({late});
+  CHECK(out[0].refusal.code() == status_code::failed_precondition);
+  CHECK(out[0].refusal.message().find("3600 s") != std::string::npos);
+  CHECK(f.decode<codec::message>(f.log_of(f.bob.uid)[1]).payload == "old");
+  // Inside: gone for everyone.
+  auto now = change_by_alice(codec::update_kind::retract, 7, {}, t0 + 5000);
+  now.uid = f.alice.uid;
+  out = f.apply({now});
+  REQUIRE_MESSAGE(out[0].refusal.ok(), out[0].refusal.to_string());
+  auto m = f.decode<codec::message>(f.log_of(f.bob.uid)[0]);
+  CHECK(m.payload.empty());
+  CHECK((m.flags & codec::message_flags::retracted) != 0);
+  auto last = f.log_of(f.bob.uid).back();
+  REQUIRE(last.type == codec::frame_type::update);
+  CHECK(f.decode<codec::update>(last).kind == codec::update_kind::retract);
+  // Retracted: no more changes.
+  auto again = change_by_alice(codec::update_kind::edit, 7, "x", t0 + 6000);
+  again.uid = f.alice.uid;
+  out = f.apply({again});
+  CHECK(out[0].refusal.code() == status_code::failed_precondition);
+  CHECK(out[0].refusal.message().find("retracted already") !=
+        std::string::npos);
+  // A sender cannot set the server's flags itself.
+  f.send(9, "bob", "sneaky", t0,
+         codec::message_flags::retracted | codec::message_flags::edited);
+  CHECK((f.decode<codec::message>(f.log_of(f.bob.uid).back()).flags &
+         codec::message_flags::server_owned) == 0);
+}
+
+TEST_CASE("retract: the window is the server's option") {
+  fixture f{100000, [](server_store_options& o) { o.retract_window_s = 10; }};
+  f.send(7, "bob", "x");
+  auto late = change_by_alice(codec::update_kind::retract, 7, {}, t0 + 11000);
+  late.uid = f.alice.uid;
+  auto out = f.apply({late});
+  CHECK(out[0].refusal.code() == status_code::failed_precondition);
+  CHECK(out[0].refusal.message().find("10 s") != std::string::npos);
+}
+
+TEST_CASE("edit of a group message: every receiving member gets the update") {
+  group_fixture f;
+  auto gid = f.make_group();
+  f.group_send(f.alice, "alice", gid, 1, "hi al");
+  auto op = change_by_alice(codec::update_kind::edit, 1, "hi all", t0 + 1000,
+                            "alice-phone");
+  op.uid = f.alice.uid;
+  auto out = f.apply({op});
+  REQUIRE_MESSAGE(out[0].refusal.ok(), out[0].refusal.to_string());
+  for (auto uid : {f.bob.uid, f.carol.uid}) {
+    auto last = f.log_of(uid).back();
+    REQUIRE(last.type == codec::frame_type::update);
+    auto u = f.decode<codec::update>(last);
+    CHECK(u.group_id == gid);
+    CHECK(u.peer.empty());
+    CHECK(u.payload == "hi all");
+  }
+  // dave is no member: nothing.
+  CHECK(f.log_of(f.dave.uid).empty());
+  // The sender's own copy changed in place.
+  for (auto& r : f.log_of(f.alice.uid))
+    if (r.type == codec::frame_type::message)
+      CHECK(f.decode<codec::message>(r).payload == "hi all");
+}
