@@ -228,6 +228,84 @@ struct client::impl {
     }
   }
 
+  /// sync() and sync_group(): pages of the server's log into the local
+  /// database; the position reached is kept in the key/value store.
+  result<size_t> sync(const std::string& peer, uint32_t group_id,
+                      size_t count) {
+    if (group_id == 0 && (peer.empty() || peer.size() > codec::max_address))
+      return status{status_code::invalid_argument,
+                    "sync needs a peer address of 1 to " +
+                      std::to_string(codec::max_address) + " bytes"};
+    if (ctx->status.load() != static_cast<uint8_t>(connection_status::online))
+      return status{status_code::unavailable,
+                    "the client is not online: sync needs the server; "
+                    "start() it and wait for ONLINE"};
+    auto key = group_id != 0 ? "parley.sync.g" + std::to_string(group_id)
+                             : "parley.sync.p" + peer;
+    auto pos = ctx->db->kv_get(key);
+    if (!pos)
+      return pos.error();
+    uint64_t before = 0;
+    if (*pos) {
+      if (**pos == "complete") {
+        ctx->emit([peer, group_id](listener& l) {
+          l.on_sync(peer, group_id, 0);
+        });
+        return size_t{0};
+      }
+      before = std::strtoull((*pos)->c_str(), nullptr, 10);
+    }
+    size_t added = 0;
+    for (int pages = 0; added < count && pages < 100; ++pages) {
+      codec::sync_request req;
+      req.peer = group_id != 0 ? std::string{} : peer;
+      req.group_id = group_id;
+      req.before_seq = before;
+      req.count = static_cast<uint32_t>(std::min<size_t>(count - added, 500));
+      auto answer = request(std::move(req));
+      if (!answer)
+        return answer.error();
+      if (auto* rep = std::get_if<codec::reply>(&*answer))
+        return status{rep->code == status_code::ok ? status_code::internal
+                                                   : rep->code,
+                      rep->text};
+      auto* page = std::get_if<codec::sync_page>(&*answer);
+      if (page == nullptr)
+        return status{status_code::protocol_error,
+                      "the server answered a sync with an unexpected frame"};
+      for (auto& wm : page->messages) {
+        if (wm.outgoing && wm.mid != 0) {
+          // Sent from this device and still held under its mid?
+          auto own = ctx->db->get(wm.mid);
+          if (own.ok() && *own && (*own)->outgoing && (*own)->id == wm.mid)
+            continue;
+        }
+        auto m = cli::from_wire(wm);
+        m.id = store::history_id(m.ts_ms, m.seq);
+        if (!m.outgoing) {
+          m.read = true; // history: not counted as unread
+          m.status = static_cast<uint8_t>(codec::message_status::received_read);
+        }
+        auto fresh = ctx->db->add_incoming(m);
+        if (!fresh && fresh.error().code() != status_code::already_exists)
+          return fresh.error().annotate("storing synced history");
+        if (fresh && *fresh)
+          ++added;
+      }
+      before = page->resume_before;
+      auto mark = page->complete ? std::string{"complete"}
+                                 : std::to_string(before);
+      if (auto s = ctx->db->kv_put(key, mark); !s)
+        return s;
+      if (page->complete)
+        break;
+    }
+    ctx->emit([peer, group_id, added](listener& l) {
+      l.on_sync(peer, group_id, added);
+    });
+    return added;
+  }
+
   /// edit() and retract(): checked here, done by the server, applied to
   /// the local database once the server said yes.
   status change(uint64_t id, codec::update_kind kind,
@@ -595,6 +673,16 @@ result<uint64_t> client::forward_to_group(uint64_t id, uint32_t group_id) {
   if (!o)
     return o.error();
   return send_to_group(group_id, m->payload, *o);
+}
+
+result<size_t> client::sync(const std::string& peer, size_t count) {
+  return impl_->sync(peer, 0, count);
+}
+
+result<size_t> client::sync_group(uint32_t group_id, size_t count) {
+  if (group_id == 0)
+    return status{status_code::invalid_argument, "sync needs a group id"};
+  return impl_->sync({}, group_id, count);
 }
 
 status client::edit(uint64_t id, const std::string& payload) {

@@ -254,7 +254,8 @@ bool fields(V& v, sync_request& x) {
 
 template<class V>
 bool fields(V& v, sync_page& x) {
-  return v(x.req) && v(x.complete) && v.list(x.messages, max_list);
+  return v(x.req) && v(x.complete) && v(x.resume_before) &&
+         v.list(x.messages, max_list);
 }
 
 // -- group family

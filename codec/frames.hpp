@@ -257,6 +257,10 @@ struct sync_page {
   static constexpr frame_type type = frame_type::sync_page;
   uint64_t req = 0;
   bool complete = false; ///< Nothing older is left in the log.
+  /// Where the scan stopped: the before_seq of the next page (a page may
+  /// hold fewer than `count` messages, even none, and still not be the
+  /// last: the server scans a bounded number of log records per page).
+  uint64_t resume_before = 0;
   std::vector<message> messages;
 };
 

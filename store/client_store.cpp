@@ -746,6 +746,7 @@ result<client_message> lmdb_client_store::set_status(uint64_t mid,
 result<bool> lmdb_client_store::add_incoming(client_message& m) {
   if (auto s = check_incoming(m); !s)
     return s;
+  uint64_t preset = m.id; // history sync chose it
   uint64_t id = 0;
   bool fresh = false;
   auto st = e->write([&](txn& t) -> status {
@@ -766,10 +767,14 @@ result<bool> lmdb_client_store::add_incoming(client_message& m) {
       id = *dup;
       return {};
     }
-    auto r = take_id(t, 0);
-    if (!r)
-      return r.error();
-    id = *r;
+    if (preset != 0) {
+      id = preset;
+    } else {
+      auto r = take_id(t, id_candidate(m.ts_ms));
+      if (!r)
+        return r.error();
+      id = *r;
+    }
     client_message rec = m;
     rec.id = id;
     fresh = true;

@@ -102,6 +102,15 @@ struct memory_options {
   size_t max_messages = 100000;
 };
 
+/// The local id of a message pulled by history sync: in time order with
+/// the ids next_id() hands out (ms << 20 plus a counter that stays far
+/// below 2^19 within a millisecond) and distinct from them, so a
+/// conversation pages old and new messages by time; distinct for distinct
+/// server seqs within one millisecond.
+constexpr uint64_t history_id(uint64_t ts_ms, uint64_t seq) {
+  return (ts_ms << 20) | (uint64_t{1} << 19) | (seq & ((uint64_t{1} << 19) - 1));
+}
+
 class client_store {
  public:
   /// Opens (or creates) the LMDB database in `dir`.
@@ -161,9 +170,13 @@ class client_store {
 
   /// Stores a received message unless a message with the same `seq` (when
   /// not 0) or the same (sender, mid) is stored already. Assigns `m.id`
+  /// as next_id(m.ts_ms) would (time-based on the server's time stamp, so
+  /// history synced later sorts in between by time)
   /// (the stored copy's id for a duplicate; 0 for a duplicate of a message
   /// the memory backend evicted, see memory_options). Returns true when it
-  /// was new.
+  /// was new. A caller may choose the id of a new message by setting
+  /// `m.id` (history sync: older messages need ids below the newer ones,
+  /// history_id()); already_exists when that id is taken.
   virtual result<bool> add_incoming(client_message& m) = 0;
 
   /// The highest server log seq stored (the SDK's ack position).

@@ -224,14 +224,22 @@ class memory_client_store final : public client_store {
       m.id = 0; // a redelivery of a message evicted since
       return false;
     }
-    auto id = peek_id(0);
-    if (!id)
-      return id.error();
-    last_id_ = *id;
+    uint64_t id = m.id;
+    if (id != 0) { // history sync chose it
+      if (msgs_.count(id) != 0)
+        return parley::status{status_code::already_exists,
+                              "add_incoming: a message with id " + hex_id(id) +
+                                " exists already"};
+    } else {
+      auto next = peek_id(id_candidate(m.ts_ms));
+      if (!next)
+        return next.error();
+      id = last_id_ = *next;
+    }
     client_message rec = m;
-    rec.id = *id;
+    rec.id = id;
     insert(std::move(rec), false); // no held (sender, mid): looked above
-    m.id = *id;
+    m.id = id;
     evict();
     return true;
   }

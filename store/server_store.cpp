@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <unordered_set>
 
 namespace parley::store {
@@ -2128,6 +2129,90 @@ status server_store::read_log(uint64_t uid, uint64_t after, size_t max_records,
     if (auto s = c->next(); !s)
       return s;
   }
+  return {};
+}
+
+status server_store::read_conversation(uint64_t uid, const std::string& peer,
+                                       uint32_t group_id, uint64_t before_seq,
+                                       size_t count, size_t scan_budget,
+                                       size_t max_bytes,
+                                       codec::sync_page& page) {
+  namespace mf = codec::message_flags;
+  page.messages.clear();
+  page.complete = false;
+  page.resume_before = 0;
+  auto t = impl_->e->begin_read();
+  if (!t)
+    return t.error();
+  auto c = t->open_cursor(impl_->log);
+  if (!c)
+    return c.error();
+  key_builder k;
+  k.u64(uid).u64(before_seq == 0 ? ~uint64_t{0} : before_seq - 1);
+  if (auto s = c->seek_for_prev(k.view()); !s)
+    return s;
+  // Changes seen so far (newer than what follows): (sender, mid) -> update.
+  std::map<std::pair<std::string, uint64_t>, codec::update> changes;
+  auto mine = [&](const std::string& p, uint32_t g) {
+    return group_id != 0 ? g == group_id : (g == 0 && p == peer);
+  };
+  log_record r;
+  codec::update u;
+  size_t scanned = 0;
+  size_t bytes = 0;
+  uint64_t last_seq = 0;
+  while (c->valid() && c->key().size() == 16 &&
+         get_be64(c->key().data()) == uid) {
+    if (page.messages.size() >= count || scanned >= scan_budget ||
+        bytes >= max_bytes) {
+      page.resume_before = last_seq;
+      return {};
+    }
+    ++scanned;
+    uint64_t seq = get_be64(c->key().data() + 8);
+    last_seq = seq;
+    if (!decode_record(c->value(), seq, r))
+      return impl_->corrupt("log");
+    auto body = reinterpret_cast<const uint8_t*>(r.frame.data());
+    auto len = r.frame.size();
+    if (len < codec::header_size)
+      return impl_->corrupt("log");
+    body += codec::header_size;
+    len -= codec::header_size;
+    if (r.type == codec::frame_type::update) {
+      if (codec::decode_body(body, len, u) != codec::errc::ok)
+        return impl_->corrupt("log update");
+      if (mine(u.peer, u.group_id))
+        changes.emplace(std::make_pair(u.sender, u.mid), u); // newest wins
+    } else if (r.type == codec::frame_type::message) {
+      codec::message m;
+      if (codec::decode_body(body, len, m) != codec::errc::ok)
+        return impl_->corrupt("log message");
+      bool gone = false;
+      if (!m.outgoing && r.expires_ms != 0) {
+        auto e = impl_->is_expired(*t, uid, seq);
+        gone = e && *e;
+      }
+      if (mine(m.peer, m.group_id) && !gone) {
+        auto ch = changes.find({m.sender, m.mid});
+        if (ch != changes.end()) {
+          if (ch->second.kind == codec::update_kind::retract) {
+            m.flags |= mf::retracted;
+            m.payload.clear();
+            m.file.reset();
+          } else if ((m.flags & mf::retracted) == 0) {
+            m.flags |= mf::edited;
+            m.payload = ch->second.payload;
+          }
+        }
+        bytes += m.payload.size() + 128;
+        page.messages.push_back(std::move(m));
+      }
+    }
+    if (auto s = c->prev(); !s)
+      return s;
+  }
+  page.complete = true;
   return {};
 }
 

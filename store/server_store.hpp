@@ -317,6 +317,20 @@ class server_store {
                   size_t max_bytes, std::vector<log_record>& out,
                   uint64_t* delivered_upto = nullptr, uint64_t now_ms = 0);
 
+  /// One page of history sync: the messages of one conversation of `uid`
+  /// (`peer`, or `group_id` when not 0) in its log, newest first, with seq
+  /// below `before_seq` (0: from the newest), at most `count`, scanning at
+  /// most `scan_budget` records, and stopping once the payloads passed
+  /// `max_bytes` (at least one message per page). Messages that expired undelivered are left
+  /// out; edits and retractions found in the scanned records are applied
+  /// (1:1 copies are rewritten in place anyway). `page.complete` says the
+  /// scan reached the start of the log, `page.resume_before` where the next
+  /// page starts.
+  status read_conversation(uint64_t uid, const std::string& peer,
+                           uint32_t group_id, uint64_t before_seq,
+                           size_t count, size_t scan_budget,
+                           size_t max_bytes, codec::sync_page& page);
+
   /// Resolves a user's uid (0 when unknown).
   uint64_t uid_of(const std::string& app_id, const std::string& address);
 

@@ -47,6 +47,25 @@ uint64_t wall_ms() {
       .count());
 }
 
+store::client_message from_wire(codec::message& m) {
+  store::client_message cm;
+  cm.mid = m.mid;
+  cm.seq = m.seq;
+  cm.peer = m.peer;
+  cm.group_id = m.group_id;
+  cm.sender = m.sender;
+  cm.outgoing = m.outgoing;
+  cm.kind = m.kind;
+  cm.flags = m.flags;
+  cm.in_reply_to = m.in_reply_to;
+  cm.ts_ms = m.ts_ms;
+  cm.status = m.outgoing
+                ? static_cast<uint8_t>(codec::message_status::sent)
+                : static_cast<uint8_t>(codec::message_status::received_new);
+  cm.payload = std::move(m.payload);
+  return cm;
+}
+
 status apply_change(client_context& ctx, uint64_t id, codec::update_kind kind,
                     const std::string& payload) {
   bool retract = kind == codec::update_kind::retract;
@@ -270,21 +289,7 @@ void apply_status(client_ptr self, uint64_t mid, uint8_t value, uint64_t seq,
 /// must not be acknowledged: the server sends it again after a reconnect).
 bool on_message(client_ptr self, codec::message& m) {
   auto& st = self->state;
-  store::client_message cm;
-  cm.mid = m.mid;
-  cm.seq = m.seq;
-  cm.peer = m.peer;
-  cm.group_id = m.group_id;
-  cm.sender = m.sender;
-  cm.outgoing = m.outgoing;
-  cm.kind = m.kind;
-  cm.flags = m.flags;
-  cm.in_reply_to = m.in_reply_to;
-  cm.ts_ms = m.ts_ms;
-  cm.status = m.outgoing
-                ? static_cast<uint8_t>(codec::message_status::sent)
-                : static_cast<uint8_t>(codec::message_status::received_new);
-  cm.payload = std::move(m.payload);
+  auto cm = from_wire(m);
   auto fresh = st.ctx->db->add_incoming(cm);
   if (!fresh.ok())
     return false;
@@ -363,6 +368,7 @@ void on_frame(client_ptr self) {
         st.stored_seq = std::max(st.stored_seq, f.seq);
       } else if constexpr (std::is_same_v<T, codec::group_info> ||
                            std::is_same_v<T, codec::group_list_page> ||
+                           std::is_same_v<T, codec::sync_page> ||
                            std::is_same_v<T, codec::reply>) {
         if (auto i = st.requests.find(f.req); i != st.requests.end()) {
           i->second->set_value(request_result{{}, f});

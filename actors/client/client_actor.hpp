@@ -134,6 +134,10 @@ uint64_t wall_ms();
 /// The public view of a stored message.
 message to_public(const store::client_message& m);
 
+/// A log message as the local database keeps it (status SENT for an
+/// outgoing copy, RECEIVED_NEW otherwise).
+store::client_message from_wire(codec::message& m);
+
 /// Applies an edit or retraction to the stored message `id` and tells the
 /// listeners when that changed it (the server's update record and the
 /// facade's own call both apply it: the second is a no-op).

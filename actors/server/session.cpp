@@ -587,6 +587,36 @@ void on_subscribe(session_ptr self, const codec::presence_subscribe& s) {
                caf::actor_cast<caf::actor>(self));
 }
 
+/// History sync: one page of a conversation from the user's log, read at
+/// once (a read transaction; the storage actor is not involved).
+void on_sync(session_ptr self, const codec::sync_request& r) {
+  auto& st = self->state;
+  constexpr uint32_t default_page = 50, max_page = 500;
+  constexpr size_t scan_budget = 20000;
+  if (r.group_id == 0 && r.peer.empty()) {
+    put(self, codec::reply{r.req, status_code::invalid_argument,
+                           "sync needs a peer address or a group id", {}});
+    return;
+  }
+  uint32_t count = r.count == 0 ? default_page : std::min(r.count, max_page);
+  codec::sync_page page;
+  page.req = r.req;
+  size_t max_bytes = st.ctx->opts.max_frame / 2;
+  if (auto s = st.ctx->store->read_conversation(st.uid, r.peer, r.group_id,
+                                                r.before_seq, count,
+                                                scan_budget, max_bytes, page);
+      !s) {
+    st.ctx->log->error("session {}: history sync of uid {}: {}", st.peer_addr,
+                       st.uid, s.to_string());
+    put(self, codec::reply{r.req, status_code::unavailable,
+                           "the server could not read your history (" +
+                             s.message() + "): try again later",
+                           {}});
+    return;
+  }
+  put(self, page);
+}
+
 void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
   auto& st = self->state;
   auto rate = st.frames.take(st.rx_now);
@@ -635,6 +665,8 @@ void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
       } else if constexpr (std::is_same_v<T, codec::group_get> ||
                            std::is_same_v<T, codec::group_list>) {
         on_group_read(self, st.frame);
+      } else if constexpr (std::is_same_v<T, codec::sync_request>) {
+        on_sync(self, f);
       } else if constexpr (std::is_same_v<T, codec::presence>) {
         on_presence(self, f);
       } else if constexpr (std::is_same_v<T, codec::presence_subscribe>) {

@@ -234,6 +234,14 @@ class listener {
     // nop
   }
 
+  /// History sync (client::sync) stored `count` older messages of the
+  /// conversation with `peer` (or of group `group_id`): read them with a
+  /// read session. They are not told through on_message.
+  virtual void on_sync(const std::string& /*peer*/, uint32_t /*group_id*/,
+                       size_t /*count*/) {
+    // nop
+  }
+
   /// Presence of another user: typing and the like from a peer or a group
   /// member, and online/offline of the users this client subscribed to
   /// (client::subscribe_presence). Never after the message sent before it.
@@ -467,6 +475,19 @@ class client {
   /// Marks the conversation with `peer` read up to message `up_to` (0:
   /// all) and sends READ to the peer for the messages that asked for it.
   status mark_read(const std::string& peer, uint64_t up_to = 0);
+
+  /// History sync: pulls older messages of the conversation with `peer`
+  /// from the server's log (a new device, a reinstall, an evicted cache)
+  /// into the local database, page by page backwards from where the last
+  /// sync stopped, until `count` messages new to this database were stored
+  /// or the server's history (its retention) is exhausted. Returns how many
+  /// were stored (0: nothing older is left) and tells on_sync. Synced
+  /// incoming messages count as read. Needs the connection (unavailable
+  /// otherwise).
+  result<size_t> sync(const std::string& peer, size_t count = 50);
+
+  /// The same for a group's conversation.
+  result<size_t> sync_group(uint32_t group_id, size_t count = 50);
 
   /// One message from the local database.
   result<message> get(uint64_t id);

@@ -204,7 +204,7 @@ inline std::vector<frame> sample_frames() {
   out.emplace_back(
     update{5, 6, "alice", "bob", 7, 8, update_kind::retract, "x"});
   out.emplace_back(sync_request{9, "bob", 10, 11, 12});
-  out.emplace_back(sync_page{13, true, {sample_message(1), sample_message(2)}});
+  out.emplace_back(sync_page{13, true, 77, {sample_message(1), sample_message(2)}});
   out.emplace_back(
     group_create{14,
                  "friends",

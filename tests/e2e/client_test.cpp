@@ -60,6 +60,11 @@ class recorder : public listener {
     changes.push_back(m);
     cv_.notify_all();
   }
+  void on_sync(const std::string&, uint32_t, size_t count) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    syncs.push_back(count);
+    cv_.notify_all();
+  }
   void on_presence(const presence& p) override {
     std::lock_guard<std::mutex> g{mtx_};
     presences.push_back(p);
@@ -121,6 +126,7 @@ class recorder : public listener {
   std::vector<group_event> group_events;
   std::vector<presence> presences;
   std::vector<message> changes; ///< on_message_update
+  std::vector<size_t> syncs;    ///< on_sync counts
   std::vector<std::string> order; ///< Messages and presence, as they came.
   std::function<void(const message&)> on_msg;
 
@@ -641,4 +647,70 @@ TEST_CASE("edits and retractions through the SDK reach every device, once") {
   REQUIRE(fw.ok());
   CHECK((b->get(*fw)->flags & flags::forwarded) != 0);
   CHECK(b->get(*fw)->payload == "second");
+}
+
+namespace {
+
+/// The conversation with `peer` in `c`'s database, oldest first, as
+/// "sender: payload" lines.
+std::vector<std::string> conversation_of(client& c, const std::string& peer) {
+  std::vector<std::string> out;
+  auto rs = c.read_session_for(peer, true);
+  for (;;) {
+    auto page = rs->read(7);
+    REQUIRE(page.ok());
+    if (page->empty())
+      return out;
+    for (auto& m : *page)
+      out.push_back(m.sender + ": " + m.payload);
+  }
+}
+
+} // namespace
+
+TEST_CASE("history sync into an empty database: the same messages, in the "
+          "same order") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice", f.dir.path() + "/a"), ra);
+  auto b = f.online(f.opts("bob", f.dir.path() + "/b1"), rb);
+  uint64_t last = 0;
+  for (int i = 1; i <= 30; ++i) {
+    auto& from = i % 3 == 0 ? b : a;
+    auto id = from->send(i % 3 == 0 ? "alice" : "bob", "m" + std::to_string(i));
+    REQUIRE(id.ok());
+    last = *id;
+    // One at a time: both databases then hold the one server order.
+    REQUIRE((i % 3 == 0 ? rb : ra)->reached(last, message_status::delivered));
+  }
+  REQUIRE(a->send("carol", "not this conversation").ok());
+  auto expected = conversation_of(*b, "alice");
+  REQUIRE(expected.size() == 30);
+  // bob's new device starts at the head of his log: it holds nothing.
+  auto rb2 = std::make_shared<recorder>();
+  auto b2 = f.online(f.opts("bob", f.dir.path() + "/b2"), rb2);
+  CHECK(conversation_of(*b2, "alice").empty());
+  auto n = b2->sync("alice", 12);
+  REQUIRE_MESSAGE(n.ok(), n.error().to_string());
+  CHECK(*n == 12);
+  n = b2->sync("alice", 100);
+  REQUIRE(n.ok());
+  CHECK(*n == 18);
+  CHECK(*b2->sync("alice", 100) == 0); // nothing older is left
+  CHECK(conversation_of(*b2, "alice") == expected);
+  REQUIRE(rb2->wait([&] { return rb2->syncs.size() == 3; }));
+  CHECK(rb2->syncs == std::vector<size_t>{12, 18, 0});
+  // Synced history is not unread, and a live message still lands after it.
+  auto s = b2->summary();
+  REQUIRE(s.ok());
+  REQUIRE(s->size() == 1);
+  CHECK((*s)[0].unread == 0);
+  REQUIRE(a->send("bob", "live").ok());
+  REQUIRE(rb2->wait([&] { return rb2->messages.size() == 1; }));
+  auto now = conversation_of(*b2, "alice");
+  CHECK(now.back() == "alice: live");
+  // Offline, sync says so.
+  b2->stop();
+  CHECK(b2->sync("alice").error().code() == status_code::unavailable);
 }

@@ -760,7 +760,9 @@ TEST_CASE_TEMPLATE("add_new_outgoing takes the next id and queues the message "
         strings{"one", "two", "three", "four"});
   CHECK(f.db->set_status(a, st_sent, 5, t0 + 1)->status == st_sent);
   CHECK(f.outbox_mids() == std::vector<uint64_t>{a + 1, a + 3, m4.id});
-  CHECK(f.receive("bob", 0, 6, 1, "in") == m4.id + 1); // one id space
+  // One id space; an incoming id is time-based on the server's stamp.
+  auto in_id = f.receive("bob", 0, 6, 1, "in");
+  CHECK(in_id == (t0 + 6) << 20);
 
   // Refusals leave `m` as it was and use up no id.
   client_message bad = m;
@@ -783,7 +785,7 @@ TEST_CASE_TEMPLATE("add_new_outgoing takes the next id and queues the message "
   CHECK(f.db->add_new_outgoing(bad, t0).code() ==
         status_code::invalid_argument);
   CHECK(bad.id == 7);
-  CHECK(*f.db->next_id(0) == m4.id + 2);
+  CHECK(*f.db->next_id(0) == in_id + 1);
 
   // LMDB: the message, its place in the outbox and the id survive a reopen.
   f.reopen();
@@ -791,7 +793,7 @@ TEST_CASE_TEMPLATE("add_new_outgoing takes the next id and queues the message "
   CHECK(f.outbox_mids() == std::vector<uint64_t>{a + 1, a + 3, m4.id});
   auto m5 = m;
   REQUIRE(f.db->add_new_outgoing(m5, 0).ok());
-  CHECK(m5.id == m4.id + 3);
+  CHECK(m5.id == in_id + 2);
   CHECK(*f.db->next_id(0) == m5.id + 1);
   // A group message.
   auto g = m;
@@ -1532,4 +1534,33 @@ TEST_CASE("memory: the eviction queue sheds entries of removed messages") {
   CHECK(!f.held(ids[0]));
   CHECK(f.held(ids[1]));
   CHECK(f.page("bob", 0, 0, 5000, read_order::oldest_first).size() == 1500);
+}
+
+TEST_CASE_TEMPLATE("history sync: older messages sort in by time, each once",
+                   B, lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  // Live: seqs 10 and 11 arrive first.
+  f.receive("bob", 0, 10, 10, "ten");
+  f.receive("bob", 0, 11, 11, "eleven");
+  // Synced: older seqs, ids of their own from the server's stamps.
+  for (uint64_t seq : {3u, 7u}) {
+    auto m = fixture::incoming("bob", 0, seq, seq, "s" + std::to_string(seq));
+    m.id = history_id(m.ts_ms, m.seq);
+    auto fresh = f.db->add_incoming(m);
+    REQUIRE(fresh.ok());
+    CHECK(*fresh);
+    CHECK(m.id == history_id(m.ts_ms, seq));
+  }
+  CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first) ==
+        strings{"s3", "s7", "ten", "eleven"});
+  // The same page again: duplicates by seq, nothing stored twice.
+  auto again = fixture::incoming("bob", 0, 7, 7, "s7");
+  again.id = history_id(again.ts_ms, 7);
+  CHECK(!*f.db->add_incoming(again));
+  // A chosen id that is taken is refused, not overwritten.
+  auto clash = fixture::incoming("bob", 0, 8, 8, "clash");
+  clash.id = history_id(t0 + 7, 7);
+  CHECK(f.db->add_incoming(clash).error().code() ==
+        status_code::already_exists);
+  CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first).size() == 4);
 }
