@@ -838,13 +838,14 @@ struct server_store::impl {
     rec.outgoing = false;
     rec.payload = m.payload;
     rec.file = m.file;
+    // One encoding for every member: append_record writes each one's seq.
+    frame_buf.clear();
+    codec::encode(rec, frame_buf);
     for (auto& [uid, flags] : *ms) {
       if ((flags & mf::recv) == 0)
         continue;
       if (uid == op.sender_uid && (grp.flags & gf::recv_loopback) == 0)
         continue;
-      frame_buf.clear();
-      codec::encode(rec, frame_buf);
       auto rseq = append_record(t, uid, ts, expires, op.sender_uid,
                                 codec::frame_type::message, {}, frame_buf);
       if (!rseq)

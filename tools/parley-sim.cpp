@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
   bool quiet = false;
   CLI::App app{"parley-sim: simulated users against a parleyd, measured and "
                "verified (exactly once, in order)"};
-  app.add_option("scenario", what, "chat, pairs, storm or offline")
-    ->check(CLI::IsMember({"chat", "pairs", "storm", "offline"}))
+  app.add_option("scenario", what, "chat, pairs, storm, offline or groups")
+    ->check(CLI::IsMember({"chat", "pairs", "storm", "offline", "groups"}))
     ->capture_default_str();
   app.add_option("--users,-n", o.users, "simulated users")
     ->capture_default_str();
@@ -68,6 +68,14 @@ int main(int argc, char** argv) {
   app.add_flag("--no-receipts", no_receipts,
                "do not ask for DELIVERED receipts");
   app
+    .add_option("--group-size", o.group_size,
+                "groups: members per group (the users are split into groups)")
+    ->capture_default_str();
+  app
+    .add_option("--group-senders", o.group_senders,
+                "groups: members of each group that send (0: all)")
+    ->capture_default_str();
+  app
     .add_option("--messages", o.offline_messages,
                 "offline: messages queued to the offline user")
     ->capture_default_str();
@@ -106,6 +114,7 @@ int main(int argc, char** argv) {
   o.what = what == "pairs"     ? parley::sim::scenario::pairs
            : what == "storm"   ? parley::sim::scenario::storm
            : what == "offline" ? parley::sim::scenario::offline
+           : what == "groups"  ? parley::sim::scenario::groups
                                : parley::sim::scenario::chat;
   o.receipts = !no_receipts;
   o.progress = !quiet;

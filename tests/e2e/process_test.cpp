@@ -249,6 +249,13 @@ TEST_CASE("parley-sim runs every scenario on a parleyd of its own, verified") {
     check_verified(r);
     CHECK(r.report["delivered"].get<uint64_t>() > 0);
   }
+  SUBCASE("groups: each member gets each message once, in order") {
+    auto r = run_sim(spawn + "groups --group-size 7 --duration 1 --settle 60");
+    check_verified(r);
+    CHECK(r.report["groups"] == 3); // 7 + 7 + 6 members
+    CHECK(r.report["delivered"].get<uint64_t>() > 0);
+    CHECK(r.report["delivered"] == r.report["sent"]);
+  }
   SUBCASE("storm") {
     auto r = run_sim(spawn + "storm --idle 0");
     check_verified(r);

@@ -44,6 +44,8 @@ const char* to_string(scenario s) {
     return "storm";
   case scenario::offline:
     return "offline";
+  case scenario::groups:
+    return "groups";
   }
   return "?";
 }
@@ -314,6 +316,8 @@ struct user {
   credential cred;
   std::unique_ptr<client> c;
   std::shared_ptr<listener> l;
+  uint32_t group = 0;     ///< groups: index of the user's group.
+  bool sender = true;     ///< groups: whether this member sends.
   std::mutex send_mtx;    ///< Numbering + send, in order, per sender.
   uint32_t in_flight = 0; ///< Closed loop (under send_mtx).
   std::minstd_rand rng;   ///< Under send_mtx.
@@ -331,6 +335,9 @@ class engine {
   ledger ledger_;
   histogram latency_;
   std::vector<std::unique_ptr<user>> users_;
+  /// groups: each group's id on the server and its members (user indices).
+  std::vector<uint32_t> group_ids_;
+  std::vector<std::vector<uint32_t>> members_;
   send_options send_opts_;
   bool closed_loop_ = true;
   bool record_latency_ = true;
@@ -371,8 +378,44 @@ class engine {
     }
   }
 
+  /// Sends one message from `u` to its group (REQUIRES: u.send_mtx held).
+  /// The ledger tracks it as one directed conversation per receiving
+  /// member (from, member), all numbered alike: each member must get each
+  /// of the sender's messages once, in order.
+  void send_group_locked(user& u, int64_t sched_ns) {
+    payload_header h;
+    h.from = u.idx;
+    h.to = u.group;
+    h.sched_ns = sched_ns;
+    for (auto m : members_[u.group]) {
+      if (m == u.idx)
+        continue;
+      auto k = ledger_.next(u.idx, m);
+      if (h.k != 0 && k != h.k) {
+        note_reason("ledger: member numbering diverged");
+        return;
+      }
+      h.k = k;
+    }
+    auto r = u.c->send_to_group(group_ids_[u.group], h.encode(o_.payload),
+                                send_opts_);
+    if (!r) {
+      for (auto m : members_[u.group])
+        if (m != u.idx)
+          ledger_.refused(u.idx, m, h.k);
+      send_errors_.fetch_add(1, std::memory_order_relaxed);
+      note_reason(r.error().to_string());
+      return;
+    }
+    ++u.in_flight;
+  }
+
   /// Sends one message from `u` (REQUIRES: u.send_mtx held).
   void send_locked(user& u, uint32_t to, int64_t sched_ns) {
+    if (o_.what == scenario::groups) {
+      send_group_locked(u, sched_ns);
+      return;
+    }
     payload_header h;
     h.from = u.idx;
     h.to = to;
@@ -402,6 +445,8 @@ class engine {
 
   void fill(user& u) {
     std::lock_guard<std::mutex> g{u.send_mtx};
+    if (o_.what == scenario::groups && !u.sender)
+      return;
     while (u.in_flight < o_.window)
       send_locked(u, pick_peer(u), now_ns());
   }
@@ -442,7 +487,9 @@ class user_listener : public listener {
       e_.ledger_.delivered(~0u, u_.idx, 0); // counts as unexpected
       return;
     }
-    auto kind = e_.ledger_.delivered(h->from, h->to, h->k);
+    // A group message: the conversation is (sender, this member).
+    auto to = m.group_id != 0 ? u_.idx : h->to;
+    auto kind = e_.ledger_.delivered(h->from, to, h->k);
     if (kind == delivery::first || kind == delivery::reordered) {
       e_.delivered_.fetch_add(1, std::memory_order_relaxed);
       if (now >= e_.window_start_ns_.load(std::memory_order_relaxed) &&
@@ -452,7 +499,7 @@ class user_listener : public listener {
         e_.latency_.record(
           static_cast<uint64_t>(std::max<int64_t>(0, now - h->sched_ns)));
       e_.last_delivery_ns_.store(now, std::memory_order_relaxed);
-      if (!e_.o_.receipts)
+      if (!e_.o_.receipts && m.group_id == 0)
         e_.release(h->from);
     }
   }
@@ -462,6 +509,20 @@ class user_listener : public listener {
     if (!h)
       return;
     auto s = static_cast<uint8_t>(m.status);
+    if (m.group_id != 0) {
+      // Every receiving member's conversation reaches the status; the
+      // message is done at SENT (the closed loop moves on).
+      if (h->to >= e_.members_.size())
+        return;
+      for (auto member : e_.members_[h->to])
+        if (member != h->from)
+          e_.ledger_.status(h->from, member, h->k, s);
+      if (is_failure(m.status))
+        e_.note_reason(std::string{to_string(m.status)} + ": " + reason);
+      if (m.status == message_status::sent || is_failure(m.status))
+        e_.release(h->from);
+      return;
+    }
     e_.ledger_.status(h->from, h->to, h->k, s);
     if (is_failure(m.status)) {
       e_.note_reason(std::string{to_string(m.status)} + ": " + reason);
@@ -590,6 +651,10 @@ std::string report::to_json() const {
   j["sent"] = sent;
   j["delivered"] = delivered;
   j["delivered_per_s"] = delivered_per_s;
+  if (groups > 0) {
+    j["groups"] = groups;
+    j["group_size"] = group_size;
+  }
   j["latency_ms"] = {{"p50", lat_p50},
                      {"p90", lat_p90},
                      {"p99", lat_p99},
@@ -631,7 +696,7 @@ std::string report::to_table() const {
     "sent            %llu (of %llu attempted; %llu failed)\n"
     "delivered       %llu  (%.0f msgs/s)\n"
     "latency ms      p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n"
-    "%s%s"
+    "%s%s%s"
     "server          rss %.1f MiB (before login %.1f MiB, %.1f KiB/user)  "
     "cpu %.1f s\n"
     "simulator       cpu %.1f s  threads %u + %u callback\n"
@@ -643,6 +708,11 @@ std::string report::to_table() const {
     static_cast<unsigned long long>(failed),
     static_cast<unsigned long long>(delivered), delivered_per_s, lat_p50,
     lat_p90, lat_p99, lat_p999, lat_max,
+    groups > 0 ? ("groups          " + std::to_string(groups) + " of " +
+                  std::to_string(group_size) +
+                  " members (deliveries count each member)\n")
+                   .c_str()
+               : "",
     drain_s > 0
       ? ("drain           " + std::to_string(drain_s) + " s (" +
          std::to_string(static_cast<uint64_t>(drain_per_s)) + " msgs/s)\n")
@@ -677,7 +747,11 @@ result<report> run(const options& o) {
                   "--payload must be at least " +
                     std::to_string(payload_header::size) +
                     " bytes (the simulator's header)"};
-  bool loaded = o.what == scenario::chat || o.what == scenario::pairs;
+  if (o.what == scenario::groups && (o.group_size < 2 || o.group_size > 10000))
+    return status{status_code::invalid_argument,
+                  "--group-size must be 2 to 10000 members"};
+  bool loaded = o.what == scenario::chat || o.what == scenario::pairs ||
+                o.what == scenario::groups;
   if (o.kill_server > 0 && !o.spawn_server)
     return status{status_code::invalid_argument,
                   "--kill-server kills the simulator's own parleyd: add "
@@ -738,15 +812,23 @@ result<report> run(const options& o) {
   auto rt = runtime::create(ro);
   if (!rt)
     return rt.error();
-  engine e{o};
+  auto eo = o;
+  if (o.what == scenario::groups)
+    eo.receipts = false; // a group message ends at SENT here
+  engine e{eo};
   e.closed_loop_ = o.rate <= 0;
   e.record_latency_ = o.what != scenario::offline;
-  e.send_opts_.flags = o.receipts ? flags::delivery_receipt : 0;
+  e.send_opts_.flags = e.o_.receipts ? flags::delivery_receipt : 0;
   for (uint32_t i = 0; i < o.users; ++i) {
     auto u = std::make_unique<user>();
     u->idx = i;
     u->cred = creds[i];
     u->rng.seed(i + 1);
+    if (o.what == scenario::groups) {
+      u->group = i / o.group_size;
+      auto pos = i % o.group_size;
+      u->sender = o.group_senders == 0 || pos < o.group_senders;
+    }
     client_options co;
     co.app_id = o.app;
     co.token = u->cred.token;
@@ -792,6 +874,26 @@ result<report> run(const options& o) {
       login(e, who, std::max<uint32_t>(1, o.connect_window), seconds(120));
   }
   r.login_failures = who.size() - e.online_ever_.load();
+  if (o.what == scenario::groups) {
+    // The first member of each group creates it with the others.
+    uint32_t n_groups = (o.users + o.group_size - 1) / o.group_size;
+    e.members_.resize(n_groups);
+    for (uint32_t i = 0; i < o.users; ++i)
+      e.members_[i / o.group_size].push_back(i);
+    for (uint32_t g = 0; g < n_groups; ++g) {
+      auto& ms = e.members_[g];
+      std::vector<group_member> others;
+      for (size_t k = 1; k < ms.size(); ++k)
+        others.push_back(group_member{e.users_[ms[k]]->cred.address, 0});
+      auto made = e.users_[ms[0]]->c->create_group(
+        "sim-group-" + std::to_string(g), others);
+      if (!made)
+        return made.error().annotate("creating group " + std::to_string(g));
+      e.group_ids_.push_back(made->id);
+    }
+    r.group_size = o.group_size;
+    r.groups = n_groups;
+  }
 
   auto cpu0_server = cpu_s(server_pid);
   auto cpu0_self = self_cpu_s();
@@ -899,7 +1001,10 @@ result<report> run(const options& o) {
         for (; i < due; ++i) {
           auto sched =
             t0 + static_cast<int64_t>(static_cast<double>(i) / o.rate * 1e9);
-          auto& u = *e.users_[pick() % o.users];
+          auto* up = e.users_[pick() % o.users].get();
+          while (!up->sender) // groups: only the senders send
+            up = e.users_[pick() % o.users].get();
+          auto& u = *up;
           std::lock_guard<std::mutex> g{u.send_mtx};
           e.send_locked(u, e.pick_peer(u), sched);
         }
@@ -932,7 +1037,7 @@ result<report> run(const options& o) {
   r.failed = t.failed;
   r.send_errors = e.send_errors_.load();
   r.delivered_in_window = e.delivered_in_window_.load();
-  if (o.what == scenario::chat || o.what == scenario::pairs)
+  if (loaded)
     r.delivered_per_s =
       static_cast<double>(r.delivered_in_window) / std::max(1e-9, r.duration_s);
   else if (o.what == scenario::offline)

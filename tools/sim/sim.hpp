@@ -13,9 +13,9 @@
 
 namespace parley::sim {
 
-enum class scenario { chat, pairs, storm, offline };
+enum class scenario { chat, pairs, storm, offline, groups };
 
-/// Names: "chat", "pairs", "storm", "offline".
+/// Names: "chat", "pairs", "storm", "offline", "groups".
 const char* to_string(scenario s);
 
 struct options {
@@ -44,6 +44,11 @@ struct options {
   uint32_t window = 4;
   uint32_t payload = 100;
   bool receipts = true; ///< Ask for DELIVERED receipts.
+  /// groups: members per group (users are split into groups of this
+  /// size, the last one smaller), and how many members of each send
+  /// (0: all). Group messages end at SENT (no receipts).
+  uint32_t group_size = 100;
+  uint32_t group_senders = 0;
   /// offline: messages queued to the one offline user.
   uint64_t offline_messages = 100000;
   /// Logins (TLS handshakes) in flight at once.
@@ -80,6 +85,8 @@ struct report {
   uint64_t sent = 0;
   uint64_t delivered = 0;
   uint64_t delivered_in_window = 0;
+  uint32_t group_size = 0; ///< groups: members per group.
+  uint32_t groups = 0;     ///< groups: how many.
   double delivered_per_s = 0;
   double lat_p50 = 0, lat_p90 = 0, lat_p99 = 0, lat_p999 = 0, lat_max = 0;
   double login_s = 0;
