@@ -704,8 +704,26 @@ status client::remove(uint64_t id) {
 }
 
 status client::mark_read(const std::string& peer, uint64_t up_to) {
-  auto r = impl_->call(cli::mark_atom::value, peer, up_to);
+  auto r = impl_->call(cli::mark_atom::value, peer, uint32_t{0}, up_to);
   return r.error.empty() ? status{} : status{status_code::internal, r.error};
+}
+
+status client::mark_group_read(uint32_t group_id, uint64_t up_to) {
+  if (group_id == 0)
+    return {status_code::invalid_argument, "mark_group_read needs a group id"};
+  auto r = impl_->call(cli::mark_atom::value, std::string{}, group_id, up_to);
+  return r.error.empty() ? status{} : status{status_code::internal, r.error};
+}
+
+result<std::vector<member_receipt>> client::group_receipts(uint64_t id) {
+  auto rs = impl_->ctx->db->member_receipts(id);
+  if (!rs)
+    return rs.error();
+  std::vector<member_receipt> out;
+  for (auto& r : *rs)
+    out.push_back(member_receipt{
+      r.member, static_cast<message_status>(r.status), r.ts_ms});
+  return out;
 }
 
 result<message> client::get(uint64_t id) {

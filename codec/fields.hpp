@@ -205,7 +205,7 @@ template<class V>
 bool fields(V& v, status_update& x) {
   return v(x.seq) && v(x.mid) && v.str(x.peer, max_address) && v(x.group_id) &&
          v.str(x.member, max_address) && v(x.value) && v(x.ts_ms) &&
-         v.str(x.text, max_text);
+         v.str(x.text, max_text) && v(x.receivers);
 }
 
 template<class V>

@@ -180,6 +180,9 @@ struct status_update {
   message_status value = message_status::sent;
   uint64_t ts_ms = 0;
   std::string text; ///< For failures: why, and what to do.
+  /// SENT of a group message: the members it went to (the sender's
+  /// summary status is DELIVERED or READ once all of them are).
+  uint32_t receivers = 0;
 };
 
 /// C→S, the user read a conversation up to `up_to_seq` of their own log;

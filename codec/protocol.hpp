@@ -13,10 +13,12 @@ namespace parley::codec {
 
 /// Protocol version spoken by this code. A hello carrying a higher version is
 /// refused with login_failure_reason::unsupported_version.
-constexpr uint16_t protocol_version = 1;
+/// 2: status_update gained `receivers` (docs/PROTOCOL.md section 7).
+constexpr uint16_t protocol_version = 2;
 
-/// Oldest protocol version this code still accepts.
-constexpr uint16_t min_protocol_version = 1;
+/// Oldest protocol version this code still accepts. Version 1 was never
+/// released; this code does not speak it.
+constexpr uint16_t min_protocol_version = 2;
 
 /// The first four bytes of a hello body: "PRLY". Lets a server tell a Parley
 /// client from garbage (or from an HTTP client on the wrong port) at once.

@@ -145,6 +145,8 @@ client_store::~client_store() = default;
 //   by_seq   seq -> u64 id  (dedup of incoming by server log seq)
 //   by_mid   sender \0 mid -> u64 id  (dedup of incoming by the sender's id)
 //   outbox   mid -> ""  (outgoing messages not yet SENT, oldest first)
+//   receipts mid -> u32 receivers  (a group message sent from here), and
+//            mid, member -> u8 status, u64 ts  (each member's receipt)
 //   kv       key -> value
 //
 // A conversation key is 'p', u8 length, peer for a 1:1 conversation and 'g',
@@ -367,6 +369,10 @@ class lmdb_client_store final : public client_store {
                                            uint32_t group_id, uint64_t from_id,
                                            size_t count,
                                            read_order order) override;
+  status set_receivers(uint64_t mid, uint32_t receivers) override;
+  result<receipt_counts> member_status(uint64_t mid, const std::string& member,
+                                       uint8_t status, uint64_t ts_ms) override;
+  result<std::vector<member_receipt>> member_receipts(uint64_t mid) override;
   result<uint64_t> find(const std::string& sender, uint64_t mid) override;
   result<client_message> change(uint64_t id, uint16_t add_flags,
                                 const std::string& payload,
@@ -379,7 +385,7 @@ class lmdb_client_store final : public client_store {
   result<std::optional<std::string>> kv_get(const std::string& key) override;
 
   std::unique_ptr<env> e;
-  dbi meta, messages, conv, convs, by_seq, by_mid, outbox_db, kv;
+  dbi meta, messages, conv, convs, by_seq, by_mid, outbox_db, kv, receipts;
 
  private:
   status corrupt(const std::string& what) const {
@@ -413,6 +419,20 @@ class lmdb_client_store final : public client_store {
   }
 
   /// An id (u64 LE value) of an index table, or 0 when absent.
+  /// Drops the receipts recorded for the group message `mid`.
+  status delete_receipts(txn& t, uint64_t mid) {
+    auto c = t.open_cursor(receipts);
+    if (!c)
+      return c.error();
+    auto prefix = be64(mid);
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    while (c->valid() && c->key().substr(0, 8) == prefix)
+      if (auto s = c->del(); !s)
+        return s;
+    return {};
+  }
+
   result<uint64_t> index_get(txn& t, dbi db, std::string_view key,
                              const char* table) const {
     auto v = t.get(db, key);
@@ -542,7 +562,8 @@ client_store::open(const std::string& dir, const env_options& opts) {
                                  {&p->by_seq, "by_seq"},
                                  {&p->by_mid, "by_mid"},
                                  {&p->outbox_db, "outbox"},
-                                 {&p->kv, "kv"}});
+                                 {&p->kv, "kv"},
+                                 {&p->receipts, "receipts"}});
         !s)
       return s;
     return check_format(t, p->meta, "format", client_format_version);
@@ -773,6 +794,13 @@ result<bool> lmdb_client_store::add_incoming(client_message& m) {
       auto r = take_id(t, id_candidate(m.ts_ms));
       if (!r)
         return r.error();
+      // Another device's outgoing message: its mid came from that device's
+      // clock, so the id drawn here may equal it by chance. It must not:
+      // `outgoing && id == mid` is what marks this device's own messages.
+      if (m.outgoing && *r == m.mid)
+        r = take_id(t, *r + 1);
+      if (!r)
+        return r.error();
       id = *r;
     }
     client_message rec = m;
@@ -784,6 +812,86 @@ result<bool> lmdb_client_store::add_incoming(client_message& m) {
     return st;
   m.id = id;
   return fresh;
+}
+
+status lmdb_client_store::set_receivers(uint64_t mid, uint32_t receivers) {
+  return e->write([&](txn& t) -> parley::status {
+    std::string v;
+    put_le32(v, receivers);
+    return t.put(this->receipts, be64(mid), v);
+  });
+}
+
+result<receipt_counts>
+lmdb_client_store::member_status(uint64_t mid, const std::string& member,
+                                 uint8_t status, uint64_t ts_ms) {
+  receipt_counts out;
+  auto st = e->write([&](txn& t) -> parley::status {
+    auto m = load(t, mid);
+    if (!m)
+      return m.error();
+    if (!*m)
+      return parley::status{status_code::not_found,
+                            "member_status: there is no message " +
+                              hex_id(mid)};
+    auto key = be64(mid) + member;
+    auto old = t.get(this->receipts, key);
+    if (!old)
+      return old.error();
+    uint8_t before = *old && !(*old)->empty() ? uint8_t((**old)[0]) : 0;
+    if (status > before) { // DELIVERED (2) < READ (3)
+      std::string v(1, static_cast<char>(status));
+      put_le64(v, ts_ms);
+      if (auto s = t.put(this->receipts, key, v); !s)
+        return s;
+    }
+    out = receipt_counts{};
+    auto c = t.open_cursor(this->receipts);
+    if (!c)
+      return c.error();
+    auto prefix = be64(mid);
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    while (c->valid() && c->key().substr(0, 8) == prefix) {
+      if (c->key().size() == 8) {
+        if (c->value().size() >= 4)
+          out.receivers = get_le32(c->value().data());
+      } else if (!c->value().empty()) {
+        auto v = static_cast<uint8_t>(c->value()[0]);
+        out.delivered += v >= 2 ? 1 : 0;
+        out.read += v >= 3 ? 1 : 0;
+      }
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return {};
+  });
+  if (!st)
+    return st;
+  return out;
+}
+
+result<std::vector<member_receipt>>
+lmdb_client_store::member_receipts(uint64_t mid) {
+  std::vector<member_receipt> out;
+  auto t = e->begin_read();
+  if (!t)
+    return t.error();
+  auto c = t->open_cursor(this->receipts);
+  if (!c)
+    return c.error();
+  auto prefix = be64(mid);
+  if (auto s = c->seek(prefix); !s)
+    return s;
+  while (c->valid() && c->key().substr(0, 8) == prefix) {
+    if (c->key().size() > 8 && c->value().size() >= 9)
+      out.push_back(member_receipt{std::string{c->key().substr(8)},
+                                   static_cast<uint8_t>(c->value()[0]),
+                                   get_le64(c->value().data() + 1)});
+    if (auto s = c->next(); !s)
+      return s;
+  }
+  return out;
 }
 
 result<uint64_t> lmdb_client_store::find(const std::string& sender,
@@ -1014,6 +1122,8 @@ status lmdb_client_store::remove(uint64_t id) {
       auto s = t.del(outbox_db, key);
       if (!s && s.code() != status_code::not_found)
         return s;
+      if (auto s2 = delete_receipts(t, id); !s2)
+        return s2;
     }
     auto cs = get_conv(t, ck);
     if (!cs)

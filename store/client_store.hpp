@@ -59,6 +59,21 @@ struct client_message {
   std::string payload;
 };
 
+/// One member's status of a group message this device sent.
+struct member_receipt {
+  std::string member;
+  uint8_t status = 0; ///< codec::message_status numbers (DELIVERED, READ).
+  uint64_t ts_ms = 0;
+};
+
+/// A group message's progress: how many members it went to, and how many
+/// of them have it delivered (or read) and read.
+struct receipt_counts {
+  uint32_t receivers = 0; ///< 0: unknown (the SENT answer did not say).
+  uint32_t delivered = 0; ///< DELIVERED or READ.
+  uint32_t read = 0;
+};
+
 /// The last message of a conversation and its unread count.
 struct conversation_summary {
   std::string peer;
@@ -176,7 +191,9 @@ class client_store {
   /// the memory backend evicted, see memory_options). Returns true when it
   /// was new. A caller may choose the id of a new message by setting
   /// `m.id` (history sync: older messages need ids below the newer ones,
-  /// history_id()); already_exists when that id is taken.
+  /// history_id()); already_exists when that id is taken. An outgoing
+  /// copy from another device of this user never gets an id equal to its
+  /// mid: `outgoing && id == mid` marks this device's own messages only.
   virtual result<bool> add_incoming(client_message& m) = 0;
 
   /// The highest server log seq stored (the SDK's ack position).
@@ -184,6 +201,22 @@ class client_store {
 
   /// Raises the cursor to `seq` (never lowers it).
   virtual status set_cursor(uint64_t seq) = 0;
+
+  // -- group receipts (per member, at the sender)
+  // -------------------------------------------
+
+  /// The number of members the group message `mid` went to (SENT said).
+  virtual status set_receivers(uint64_t mid, uint32_t receivers) = 0;
+
+  /// Records member `member`'s status of the group message `mid` (never
+  /// backwards: READ stays READ) and returns the counts after it.
+  virtual result<receipt_counts> member_status(uint64_t mid,
+                                               const std::string& member,
+                                               uint8_t status,
+                                               uint64_t ts_ms) = 0;
+
+  /// Every member's status of `mid` recorded so far, by member.
+  virtual result<std::vector<member_receipt>> member_receipts(uint64_t mid) = 0;
 
   // -- changes (edits and retractions)
   // ------------------------------------------------------

@@ -25,6 +25,7 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -234,6 +235,10 @@ class memory_client_store final : public client_store {
       auto next = peek_id(id_candidate(m.ts_ms));
       if (!next)
         return next.error();
+      if (m.outgoing && *next == m.mid) // own_outgoing() must stay false
+        next = peek_id(*next + 1);
+      if (!next)
+        return next.error();
       id = last_id_ = *next;
     }
     client_message rec = m;
@@ -256,6 +261,46 @@ class memory_client_store final : public client_store {
   }
 
   // -- reading ---------------------------------------------------------------
+
+  status set_receivers(uint64_t mid, uint32_t receivers) override {
+    std::unique_lock lock{mu_};
+    if (msgs_.count(mid) != 0)
+      progress_[mid].receivers = receivers;
+    return {};
+  }
+
+  result<receipt_counts> member_status(uint64_t mid, const std::string& member,
+                                       uint8_t status,
+                                       uint64_t ts_ms) override {
+    std::unique_lock lock{mu_};
+    if (msgs_.count(mid) == 0)
+      return parley::status{status_code::not_found,
+                            "member_status: there is no message " +
+                              hex_id(mid)};
+    auto& p = progress_[mid];
+    auto& r = p.members[member];
+    if (status > r.first) // DELIVERED (2) < READ (3)
+      r = {status, ts_ms};
+    receipt_counts c;
+    c.receivers = p.receivers;
+    for (auto& [who, st] : p.members) {
+      if (st.first >= 2)
+        ++c.delivered;
+      if (st.first >= 3)
+        ++c.read;
+    }
+    return c;
+  }
+
+  result<std::vector<member_receipt>> member_receipts(uint64_t mid) override {
+    std::shared_lock lock{mu_};
+    std::vector<member_receipt> out;
+    auto it = progress_.find(mid);
+    if (it != progress_.end())
+      for (auto& [who, st] : it->second.members)
+        out.push_back(member_receipt{who, st.first, st.second});
+    return out;
+  }
 
   result<uint64_t> find(const std::string& sender, uint64_t mid) override {
     std::shared_lock lock{mu_};
@@ -535,8 +580,10 @@ class memory_client_store final : public client_store {
         by_mid_.erase(i);
         break;
       }
-    if (m.outgoing)
+    if (m.outgoing) {
       outbox_.erase(id);
+      progress_.erase(id);
+    }
     auto* c = find_conv(m.peer, m.group_id);
     if (c != nullptr) {
       if (!c->ids.empty() && c->ids.front() == id) { // eviction, usually
@@ -616,6 +663,12 @@ class memory_client_store final : public client_store {
   std::unordered_map<uint32_t, conversation> groups_;
   std::unordered_map<uint64_t, uint64_t> by_seq_;
   std::unordered_multimap<uint64_t, uint64_t> by_mid_;
+  /// Group messages sent from here: receivers and each member's status.
+  struct progress {
+    uint32_t receivers = 0;
+    std::map<std::string, std::pair<uint8_t, uint64_t>> members;
+  };
+  std::unordered_map<uint64_t, progress> progress_;
   std::set<uint64_t> outbox_;
   std::deque<uint64_t> run_;   ///< Evictable ids, ascending.
   std::vector<uint64_t> heap_; ///< Min-heap of the other evictable ids.

@@ -238,6 +238,47 @@ bool decode_user(std::string_view v, user_rec& u) {
 // --------------------------------------------------------------------------------
 
 struct server_store::impl {
+
+  /// Format 1 to 2 (protocol version 2): `status_update` gained a trailing
+  /// u32 `receivers`. Log records keep encoded frames and are streamed as
+  /// they are, so every stored status_update gets the field (0: a log
+  /// record never carries it). One pass over the log, in the opening
+  /// transaction.
+  status migrate_1_to_2(txn& t) {
+    auto c = t.open_cursor(log);
+    if (!c)
+      return c.error();
+    if (auto s = c->first(); !s)
+      return s;
+    while (c->valid()) {
+      std::string_view v = c->value();
+      if (v.size() >= 27 &&
+          static_cast<codec::frame_type>(v[25]) ==
+            codec::frame_type::status_update) {
+        size_t at = 27 + static_cast<uint8_t>(v[26]);
+        if (v.size() < at + codec::header_size)
+          return corrupt("log record");
+        std::string nv{v};
+        nv.append(4, '\0');
+        auto* h = reinterpret_cast<unsigned char*>(nv.data() + at);
+        uint32_t len = h[1] | (h[2] << 8) | (uint32_t{h[3]} << 16);
+        if (at + codec::header_size + len != v.size())
+          return corrupt("log record");
+        len += 4;
+        h[1] = static_cast<unsigned char>(len);
+        h[2] = static_cast<unsigned char>(len >> 8);
+        h[3] = static_cast<unsigned char>(len >> 16);
+        std::string key{c->key()};
+        if (auto s = t.put(log, key, nv); !s)
+          return s;
+        if (auto s = c->seek(key); !s)
+          return s;
+      }
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return {};
+  }
   std::unique_ptr<env> e;
   server_store_options opts;
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
@@ -855,6 +896,7 @@ struct server_store::impl {
       if (auto s = t.put(expiries, ek.view(), ""); !s)
         return s;
       touched.push_back(uid);
+      ++out.receivers;
     }
     // The sender's copy (its other devices see what it sent).
     rec.peer.clear();
@@ -1485,14 +1527,20 @@ struct server_store::impl {
     auto [app, me] = identity(t, op.uid);
     if (app.empty())
       return {};
-    auto peer = get_user(t, app, op.peer);
-    if (!peer)
-      return peer.error();
-    if (!*peer)
-      return {};
-    uint64_t puid = (*peer)->uid;
+    uint64_t puid = 0;
+    if (op.group_id == 0) {
+      auto peer = get_user(t, app, op.peer);
+      if (!peer)
+        return peer.error();
+      if (!*peer)
+        return {};
+      puid = (*peer)->uid;
+    }
+    // Read marks: per peer uid, or per group (the top bit set: uids never
+    // reach it).
     key_builder rk;
-    rk.u64(op.uid).u64(puid);
+    rk.u64(op.uid).u64(op.group_id != 0 ? (uint64_t{1} << 63) | op.group_id
+                                        : puid);
     auto mark = t.get(reads, rk.view());
     if (!mark)
       return mark.error();
@@ -1509,7 +1557,18 @@ struct server_store::impl {
     std::vector<log_record> recs;
     if (auto s = scan_messages(t, op.uid, from, to,
                                [&](const log_record& r) -> status {
-                                 if (r.other_uid != puid)
+                                 if (op.group_id == 0 && r.other_uid != puid)
+                                   return {};
+                                 // The conversation: 1:1 or this group.
+                                 auto& m = scratch_msg;
+                                 if (codec::decode_body(
+                                       reinterpret_cast<const uint8_t*>(
+                                         r.frame.data()) +
+                                         codec::header_size,
+                                       r.frame.size() - codec::header_size,
+                                       m) != codec::errc::ok)
+                                   return corrupt("log message");
+                                 if (m.group_id != op.group_id)
                                    return {};
                                  auto gone = is_expired(t, op.uid, r.seq);
                                  if (!gone)
@@ -1567,7 +1626,18 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
                                  {&p->user_groups, "user_groups"}});
         !s)
       return s;
-    return check_format(t, p->meta, "format", server_format_version);
+    uint32_t found = 0;
+    if (auto s = check_format(t, p->meta, "format", server_format_version,
+                              &found);
+        !s)
+      return s;
+    if (found == 1) {
+      if (auto s = p->migrate_1_to_2(t); !s)
+        return s.annotate("migrating data directory " + dir +
+                          " from format 1 to 2");
+      return set_format(t, p->meta, "format", 2);
+    }
+    return status{};
   });
   if (!st)
     return st;

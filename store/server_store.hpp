@@ -32,8 +32,9 @@ struct server_store_options {
   uint32_t retract_window_s = codec::default_retract_window_s;
 };
 
-/// On-disk format of the server store; a newer one is refused.
-constexpr uint32_t server_format_version = 1;
+/// On-disk format of the server store; a newer one is refused, format 1 is
+/// migrated at open (server_store::open).
+constexpr uint32_t server_format_version = 2;
 
 /// Why check_token refused a login (codec::login_failure_reason).
 struct token_check {
@@ -108,6 +109,7 @@ struct append_outcome {
   uint64_t receiver_uid = 0;
   uint64_t receiver_seq = 0;
   uint64_t ts_ms = 0;
+  uint32_t receivers = 0; ///< A group message: the members it went to.
 };
 
 /// A device acknowledged its log up to `seq`. Sends DELIVERED receipts for
@@ -119,13 +121,15 @@ struct ack_op {
   uint64_t now_ms = 0;
 };
 
-/// The user read a conversation up to `up_to_seq` of their log: READ
-/// receipts go to the peer for its messages that asked for them.
+/// The user read a conversation (`peer`, or group `group_id`) up to
+/// `up_to_seq` of their log: READ receipts go to the senders of its
+/// messages that asked for them (a group's name the reading member).
 struct read_op {
   uint64_t uid = 0;
   std::string peer;
   uint64_t up_to_seq = 0;
   uint64_t now_ms = 0;
+  uint32_t group_id = 0;
 };
 
 /// Messages in the user's log expired undelivered: EXPIRED goes to their

@@ -269,14 +269,45 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   self->delayed_send(self, every, ping_atom::value, st.generation);
 }
 
-void apply_status(client_ptr self, uint64_t mid, uint8_t value, uint64_t seq,
-                  uint64_t ts, const std::string& text) {
+void apply_status(client_ptr self, const codec::status_update& su) {
   auto& st = self->state;
+  auto mid = su.mid;
+  auto value = static_cast<uint8_t>(su.value);
+  auto seq = su.seq;
+  auto ts = su.ts_ms;
+  auto& text = su.text;
   if (value != static_cast<uint8_t>(codec::message_status::outbox))
     st.unanswered.erase(mid);
   auto before = st.ctx->db->get(mid);
   if (!before.ok() || !*before)
     return; // not sent from this device (another device's message)
+  if (su.group_id != 0 && su.receivers > 0 &&
+      su.value == codec::message_status::sent)
+    st.ctx->db->set_receivers(mid, su.receivers);
+  if (su.group_id != 0 && !su.member.empty()) {
+    // A member's receipt: told as such; the message's own status is the
+    // summary: DELIVERED (READ) once every member it went to is.
+    auto counts = st.ctx->db->member_status(mid, su.member, value, ts);
+    if (!counts.ok())
+      return;
+    auto pub = to_public(**before);
+    auto member = su.member;
+    auto ms = static_cast<message_status>(value);
+    st.ctx->emit([pub, member, ms](listener& l) {
+      l.on_member_status(pub, member, ms);
+    });
+    auto& c = *counts;
+    if (c.receivers == 0) {
+      // Unknown (SENT came from the log after a reconnect): the first
+      // member's receipt moves the summary, as before per-member counts.
+    } else if (c.read == c.receivers) {
+      value = static_cast<uint8_t>(codec::message_status::read);
+    } else if (c.delivered == c.receivers) {
+      value = static_cast<uint8_t>(codec::message_status::delivered);
+    } else {
+      value = static_cast<uint8_t>(codec::message_status::sent);
+    }
+  }
   auto old = (*before)->status;
   auto after = st.ctx->db->set_status(mid, value, seq, ts);
   if (!after.ok() || after->status == old)
@@ -347,8 +378,7 @@ void on_frame(client_ptr self) {
         }
         st.stored_seq = std::max(st.stored_seq, seq);
       } else if constexpr (std::is_same_v<T, codec::status_update>) {
-        apply_status(self, f.mid, static_cast<uint8_t>(f.value), f.seq, f.ts_ms,
-                     f.text);
+        apply_status(self, f);
         st.stored_seq = std::max(st.stored_seq, f.seq);
       } else if constexpr (std::is_same_v<T, codec::group_event>) {
         // A log record: told to the listeners once (a record the device
@@ -626,15 +656,16 @@ caf::actor make_client_actor(caf::actor_system& sys,
         auto s = self->state.ctx->db->remove(id);
         slot->set_value({id, s ? std::string{} : s.to_string()});
       },
-      [=](mark_atom, std::string& peer, uint64_t up_to, reply_slot& slot) {
+      [=](mark_atom, std::string& peer, uint32_t group_id, uint64_t up_to,
+          reply_slot& slot) {
         auto& st = self->state;
-        auto seq = st.ctx->db->mark_read(peer, 0, up_to);
+        auto seq = st.ctx->db->mark_read(peer, group_id, up_to);
         if (!seq) {
           slot->set_value({0, seq.error().to_string()});
           return;
         }
         if (*seq > 0 && st.ph == phase::online) {
-          put(self, codec::read{peer, 0, *seq});
+          put(self, codec::read{peer, group_id, *seq});
           flush_out(self);
         }
         slot->set_value({*seq, {}});

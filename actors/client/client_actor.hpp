@@ -15,7 +15,8 @@
 //                                    own thread; sends it if online and not
 //                                    sent on this connection already
 //   (resend, id, slot), (remove, id, slot)
-//   (markread, peer, up_to, slot)    mark read locally + READ to the peer
+//   (markread, peer, group, up_to, slot)  mark read locally + READ to the
+//                                    senders (peer, or the group's)
 //   (presence, peer, group, kind, slot)  presence now, or unavailable
 //   (subscribe, on, users, slot)     (un)watch users' presence; the set is
 //                                    sent again at each login

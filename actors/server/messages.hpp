@@ -86,12 +86,13 @@ struct append_reply {
   uint64_t receiver_uid = 0;
   uint64_t receiver_seq = 0;
   uint64_t ts_ms = 0;
+  uint32_t receivers = 0; ///< A group message: the members it went to.
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, append_reply& x) {
   return f(caf::meta::type_name("append_reply"), x.status, x.text, x.duplicate,
-           x.sender_seq, x.receiver_uid, x.receiver_seq, x.ts_ms);
+           x.sender_seq, x.receiver_uid, x.receiver_seq, x.ts_ms, x.receivers);
 }
 
 } // namespace parley::srv

@@ -250,7 +250,8 @@ void pump(session_ptr self) {
                                          {},
                                          codec::message_status::sent,
                                          m.ts_ms,
-                                         {}});
+                                         {},
+                                         0});
           st.last_delivered = r.seq;
         }
         continue;
@@ -283,7 +284,8 @@ void status_now(session_ptr self, const codec::send& s,
                                  {},
                                  value,
                                  self->state.ctx->now(),
-                                 std::move(text)});
+                                 std::move(text),
+                                 0});
 }
 
 void resume_reading(session_ptr self);
@@ -293,7 +295,7 @@ void resume_reading(session_ptr self);
 /// flight.
 void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
                    uint32_t group_id, codec::message_status value, uint64_t ts,
-                   const std::string& text) {
+                   const std::string& text, uint32_t receivers = 0) {
   auto& st = self->state;
   --st.appends_in_flight;
   if (st.ph == phase::closing)
@@ -304,7 +306,8 @@ void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
                  std::move(frame));
     st.held_presence.clear();
   }
-  put(self, codec::status_update{0, mid, peer, group_id, {}, value, ts, text});
+  put(self, codec::status_update{0,     mid, peer, group_id, {},
+                                 value, ts,  text, receivers});
   schedule_flush(self);
   resume_reading(self);
 }
@@ -376,7 +379,8 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                                       "' has no device online and the "
                                       "message had expiry 0 (real-time "
                                       "only): send it with an expiry to "
-                                      "store it"});
+                                      "store it",
+                      0});
           schedule_flush(self);
         },
         [=](caf::error& err) {
@@ -389,7 +393,8 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                       codec::message_status::fail,
                       self->state.ctx->now(),
                       "the server could not route the message (" +
-                        self->system().render(err) + "): send it again"});
+                        self->system().render(err) + "): send it again",
+                      0});
           schedule_flush(self);
         });
     return;
@@ -411,7 +416,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
       [=](const append_reply& rep) {
         answer_append(self, mid, peer, gid,
                       static_cast<codec::message_status>(rep.status), rep.ts_ms,
-                      rep.text);
+                      rep.text, rep.receivers);
       },
       [=](caf::error& err) {
         answer_append(self, mid, peer, gid, codec::message_status::fail,
@@ -650,9 +655,10 @@ void on_user_frame(session_ptr self, const uint8_t* body, size_t len) {
       } else if constexpr (std::is_same_v<T, codec::ack>) {
         on_ack(self, f.seq);
       } else if constexpr (std::is_same_v<T, codec::read>) {
-        if (f.group_id != 0 || f.peer.empty())
+        if (f.group_id == 0 && f.peer.empty())
           return;
         self->send(st.ctx->storage, read_atom::value, st.uid, f.peer,
+                   f.group_id,
                    std::min(f.up_to_seq, st.sent_upto));
       } else if constexpr (std::is_same_v<T, codec::group_create> ||
                            std::is_same_v<T, codec::group_members> ||

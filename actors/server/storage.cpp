@@ -89,6 +89,7 @@ void flush(storage_ptr self) {
       rep.sender_seq = out.append.sender_seq;
       rep.receiver_uid = out.append.receiver_uid;
       rep.receiver_seq = out.append.receiver_seq;
+      rep.receivers = out.append.receivers;
       rep.ts_ms = out.append.ts_ms;
     }
     st.promises[i].deliver(std::move(rep));
@@ -363,8 +364,10 @@ storage_actor make_storage_actor(caf::actor_system& sys,
         self->state.ops.emplace_back(std::move(op));
         schedule_flush(self);
       },
-      [=](read_atom, uint64_t uid, std::string& peer, uint64_t up_to) {
-        store::read_op op{uid, std::move(peer), up_to, self->state.ctx->now()};
+      [=](read_atom, uint64_t uid, std::string& peer, uint32_t group_id,
+          uint64_t up_to) {
+        store::read_op op{uid, std::move(peer), up_to, self->state.ctx->now(),
+                          group_id};
         self->state.ops.emplace_back(std::move(op));
         schedule_flush(self);
       },

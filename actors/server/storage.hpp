@@ -8,7 +8,7 @@
 // Protocol:
 //   (append, append_request)  -> append_reply   after the batch is durable
 //   (ack, uid, device, seq)   -> ()             cursor and DELIVERED receipts
-//   (read, uid, peer, up_to)  -> ()             READ receipts
+//   (read, uid, peer, group, up_to) -> ()       READ receipts
 //   (expire, uid, seqs)       -> ()             EXPIRED to their senders
 //   (admin, type, body)       -> bytes          an admin frame, answered by
 //                                               an encoded answer frame
@@ -39,7 +39,7 @@ namespace parley::srv {
 using storage_actor = caf::typed_actor<
   caf::replies_to<append_atom, append_request>::with<append_reply>,
   caf::reacts_to<ack_atom, uint64_t, std::string, uint64_t>,
-  caf::reacts_to<read_atom, uint64_t, std::string, uint64_t>,
+  caf::reacts_to<read_atom, uint64_t, std::string, uint32_t, uint64_t>,
   caf::reacts_to<expire_atom, uint64_t, std::vector<uint64_t>>,
   caf::replies_to<admin_atom, uint8_t, bytes>::with<bytes>,
   caf::replies_to<change_atom, uint64_t, std::string, std::string,

@@ -132,6 +132,13 @@ constexpr uint32_t send_by_anyone = 0x2;   ///< Any user of the app.
 constexpr uint32_t recv_loopback = 0x80;   ///< Senders get their own too.
 } // namespace group_flags
 
+/// One member's status of a group message (client::group_receipts).
+struct member_receipt {
+  std::string member;
+  message_status status = message_status::delivered;
+  uint64_t ts_ms = 0;
+};
+
 /// A member of a group.
 struct group_member {
   std::string address;
@@ -217,6 +224,15 @@ class listener {
   /// The status of an outgoing message changed. `reason` explains
   /// failures.
   virtual void on_message_status(const message&, const std::string&) {
+    // nop
+  }
+
+  /// A member of a group got (DELIVERED) or read (READ) a group message
+  /// this device sent. The message's own status is the summary: SENT until
+  /// every member it went to has it, then DELIVERED, then READ (the same
+  /// on_message_status as for 1:1). client::group_receipts lists them all.
+  virtual void on_member_status(const message&, const std::string& /*member*/,
+                                message_status) {
     // nop
   }
 
@@ -488,6 +504,15 @@ class client {
 
   /// The same for a group's conversation.
   result<size_t> sync_group(uint32_t group_id, size_t count = 50);
+
+  /// Marks a group's conversation read up to message `up_to` (0: all) and
+  /// sends READ to the senders that asked for it (they learn which member
+  /// read it).
+  status mark_group_read(uint32_t group_id, uint64_t up_to = 0);
+
+  /// The members' statuses of a group message this device sent (those
+  /// that have it; the others are still at SENT).
+  result<std::vector<member_receipt>> group_receipts(uint64_t id);
 
   /// One message from the local database.
   result<message> get(uint64_t id);

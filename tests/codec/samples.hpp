@@ -195,7 +195,7 @@ inline std::vector<frame> sample_frames() {
   out.emplace_back(sample_message(7));
   out.emplace_back(ack{123456789});
   out.emplace_back(status_update{11, 12, "bob", 13, "carol",
-                                 message_status::delivered, 14, "ok"});
+                                 message_status::delivered, 14, "ok", 15});
   out.emplace_back(read{"bob", 3, 77});
   out.emplace_back(presence{"bob", 4, presence_kind::typing, 99});
   out.emplace_back(presence_subscribe{false, {"bob", "carol", ""}});

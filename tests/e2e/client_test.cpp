@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <fstream>
 #include <functional>
@@ -58,6 +59,13 @@ class recorder : public listener {
   void on_message_update(const message& m) override {
     std::lock_guard<std::mutex> g{mtx_};
     changes.push_back(m);
+    cv_.notify_all();
+  }
+  void on_member_status(const message& m, const std::string& member,
+                        message_status s) override {
+    std::lock_guard<std::mutex> g{mtx_};
+    member_statuses.push_back(member + " " + std::string{to_string(s)} + " " +
+                              std::to_string(m.id));
     cv_.notify_all();
   }
   void on_sync(const std::string&, uint32_t, size_t count) override {
@@ -126,6 +134,8 @@ class recorder : public listener {
   std::vector<group_event> group_events;
   std::vector<presence> presences;
   std::vector<message> changes; ///< on_message_update
+  /// on_member_status: "member STATUS id".
+  std::vector<std::string> member_statuses;
   std::vector<size_t> syncs;    ///< on_sync counts
   std::vector<std::string> order; ///< Messages and presence, as they came.
   std::function<void(const message&)> on_msg;
@@ -525,7 +535,30 @@ TEST_CASE("groups through the SDK: create, events, messages, refusals") {
   CHECK(rb->messages[0].sender == "alice");
   CHECK(rb->messages[0].peer.empty());
   CHECK(rb->messages[0].payload == "hello team");
-  REQUIRE(ra->reached(*id, message_status::delivered));
+  // bob has it: alice hears so per member; the message itself stays SENT
+  // while carol (offline) does not have it.
+  auto tag = [&](const char* who, message_status s) {
+    return std::string{who} + " " + std::string{to_string(s)} + " " +
+           std::to_string(*id);
+  };
+  REQUIRE(ra->wait([&] {
+    return std::count(ra->member_statuses.begin(), ra->member_statuses.end(),
+                      tag("bob", message_status::delivered)) == 1;
+  }));
+  CHECK(a->get(*id)->status == message_status::sent);
+  auto receipts = a->group_receipts(*id);
+  REQUIRE(receipts.ok());
+  REQUIRE(receipts->size() == 1);
+  CHECK((*receipts)[0].member == "bob");
+  CHECK((*receipts)[0].status == message_status::delivered);
+  // bob reads the group's conversation: alice learns that bob read it.
+  REQUIRE(b->mark_group_read(g->id).ok());
+  REQUIRE(ra->wait([&] {
+    return std::count(ra->member_statuses.begin(), ra->member_statuses.end(),
+                      tag("bob", message_status::read)) == 1;
+  }));
+  CHECK(a->get(*id)->status == message_status::sent);
+  CHECK(a->mark_group_read(0).code() == status_code::invalid_argument);
   // bob is no admin: refused, with the reason.
   auto no = b->add_group_members(g->id, {{"carol", 0}});
   CHECK(no.code() == status_code::permission_denied);
@@ -536,6 +569,20 @@ TEST_CASE("groups through the SDK: create, events, messages, refusals") {
   REQUIRE(rc->wait(
     [&] { return !rc->messages.empty() && !rc->group_events.empty(); }));
   CHECK(rc->messages[0].payload == "hello team");
+  // Every member has it now: the summary is DELIVERED; carol reads it, and
+  // with every member at READ the summary is READ.
+  REQUIRE(ra->reached(*id, message_status::delivered));
+  REQUIRE(c->mark_group_read(g->id).ok());
+  REQUIRE(ra->reached(*id, message_status::read));
+  CHECK(ra->history(*id) ==
+        std::vector<message_status>{message_status::sent,
+                                    message_status::delivered,
+                                    message_status::read});
+  receipts = a->group_receipts(*id);
+  REQUIRE(receipts.ok());
+  REQUIRE(receipts->size() == 2);
+  CHECK((*receipts)[1].member == "carol");
+  CHECK((*receipts)[1].status == message_status::read);
   auto list = c->groups();
   REQUIRE(list.ok());
   REQUIRE(list->size() == 1);

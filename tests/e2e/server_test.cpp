@@ -34,6 +34,9 @@ TEST_CASE("each login failure says why") {
         lr::missing_device);
   CHECK(failed_login(f, "demo", f.alice_token, "d1", 99).reason ==
         lr::unsupported_version);
+  // Version 1 (never released) is below min_protocol_version.
+  CHECK(failed_login(f, "demo", f.alice_token, "d1", 1).reason ==
+        lr::unsupported_version);
   REQUIRE(f.srv->token_revoke("demo", "bob", f.bob_token).ok());
   CHECK(failed_login(f, "demo", f.bob_token).reason == lr::revoked);
   auto dave = f.user("dave");

@@ -9,6 +9,7 @@
 // eviction (memory_options) and concurrent readers and writers.
 
 #include "store/client_store.hpp"
+#include "store/client_store_detail.hpp"
 
 #include "tests/support/temp_dir.hpp"
 
@@ -1563,4 +1564,31 @@ TEST_CASE_TEMPLATE("history sync: older messages sort in by time, each once",
   CHECK(f.db->add_incoming(clash).error().code() ==
         status_code::already_exists);
   CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first).size() == 4);
+}
+
+TEST_CASE_TEMPLATE("another device's outgoing copy never looks like this "
+                   "device's own, even when the clocks agree",
+                   B, lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  // The other device made its mid from the same millisecond the server
+  // stamped: the id this database would draw for the copy is that mid.
+  auto copy = fixture::incoming("bob", 0, 5, 1, "from my phone");
+  copy.sender = "me";
+  copy.outgoing = true;
+  copy.status = st_sent;
+  copy.mid = detail::id_candidate(copy.ts_ms);
+  auto fresh = f.db->add_incoming(copy);
+  REQUIRE(fresh.ok());
+  CHECK(*fresh);
+  CHECK(copy.id != copy.mid);
+  // So a status for that mid is not applied to it as if sent from here.
+  auto st = f.db->set_status(copy.mid, st_delivered, 6, t0);
+  CHECK(!st.ok());
+  auto held = f.db->get(copy.id);
+  REQUIRE(held.ok());
+  REQUIRE(*held);
+  CHECK((*held)->payload == "from my phone");
+  auto none = f.db->get(copy.mid);
+  REQUIRE(none.ok());
+  CHECK(!*none);
 }

@@ -929,3 +929,106 @@ TEST_CASE("history: a group's messages with their edits applied") {
   CHECK(page.messages.empty());
   CHECK(page.complete);
 }
+
+TEST_CASE("groups: READ per reading member; a 1:1 read leaves groups alone") {
+  group_fixture f;
+  auto gid = f.make_group();
+  append_op op;
+  op.sender_uid = f.alice.uid;
+  op.app_id = "demo";
+  op.sender = "alice";
+  op.device = "alice-phone";
+  op.msg.mid = 7;
+  op.msg.group_id = gid;
+  op.msg.flags = codec::message_flags::read_receipt;
+  op.msg.payload = "read me";
+  op.now_ms = t0;
+  auto out = f.apply({op});
+  CHECK(out[0].append.receivers == 2); // bob and carol
+  // bob reads his 1:1 conversation with alice: not the group's.
+  f.apply({read_op{f.bob.uid, "alice", f.db->head(f.bob.uid), t0, 0}});
+  CHECK(f.receipts().empty());
+  // bob reads the group: alice learns that bob read it.
+  f.apply({read_op{f.bob.uid, {}, f.db->head(f.bob.uid), t0, gid}});
+  auto rs = f.receipts();
+  REQUIRE(rs.size() == 1);
+  CHECK(rs[0].value == message_status::read);
+  CHECK(rs[0].group_id == gid);
+  CHECK(rs[0].member == "bob");
+  CHECK(rs[0].mid == 7);
+  // Once only.
+  f.apply({read_op{f.bob.uid, {}, f.db->head(f.bob.uid), t0, gid}});
+  CHECK(f.receipts().size() == 1);
+}
+
+TEST_CASE("format 1 is migrated: stored status_update records gain "
+          "'receivers'") {
+  fixture f;
+  f.send(1, "bob", "hi");
+  f.apply({ack_op{f.bob.uid, "b1", f.db->head(f.bob.uid), t0}});
+  REQUIRE(f.receipts().size() == 1);
+  f.db.reset();
+  auto dir = f.dir.path();
+  // Make it a format-1 directory: the status_update bodies end before
+  // `receivers`, and meta says 1.
+  size_t rewritten = 0;
+  {
+    auto e = env::open(dir, {});
+    REQUIRE(e.ok());
+    dbi meta, log;
+    auto st = (*e)->write([&](txn& t) -> status {
+      if (auto s = open_tables(t, {{&meta, "meta"}, {&log, "log"}}); !s)
+        return s;
+      if (auto s = set_format(t, meta, "format", 1); !s)
+        return s;
+      auto c = t.open_cursor(log);
+      if (!c)
+        return c.error();
+      std::vector<std::pair<std::string, std::string>> edits;
+      for (auto s = c->first(); s && c->valid(); s = c->next()) {
+        std::string v{c->value()};
+        if (static_cast<codec::frame_type>(v[25]) !=
+            codec::frame_type::status_update)
+          continue;
+        size_t at = 27 + static_cast<uint8_t>(v[26]);
+        v.resize(v.size() - 4);
+        auto len = static_cast<uint32_t>(v.size() - at - codec::header_size);
+        v[at + 1] = static_cast<char>(len);
+        v[at + 2] = static_cast<char>(len >> 8);
+        v[at + 3] = static_cast<char>(len >> 16);
+        edits.emplace_back(std::string{c->key()}, v);
+      }
+      for (auto& [k, v] : edits)
+        if (auto s = t.put(log, k, v); !s)
+          return s;
+      rewritten = edits.size();
+      return {};
+    });
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+  }
+  REQUIRE(rewritten >= 1); // the DELIVERED receipt, at least
+  server_store_options o;
+  o.env.sync = false;
+  auto db = server_store::open(dir, o);
+  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  std::vector<log_record> recs;
+  REQUIRE((*db)->read_log(f.alice.uid, 0, 100, 1 << 20, recs).ok());
+  size_t statuses = 0;
+  for (auto& r : recs) {
+    if (r.type != codec::frame_type::status_update)
+      continue;
+    ++statuses;
+    codec::status_update su;
+    REQUIRE(codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data()) +
+                                 codec::header_size,
+                               r.frame.size() - codec::header_size,
+                               su) == codec::errc::ok);
+    CHECK(su.mid == 1);
+    CHECK(su.receivers == 0);
+  }
+  CHECK(statuses >= 1);
+  // Migrated once: opening again finds format 2 and changes nothing.
+  db->reset();
+  auto again = server_store::open(dir, o);
+  REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+}
