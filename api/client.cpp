@@ -5,6 +5,7 @@
 #include "actors/client/callback_pool.hpp"
 #include "actors/client/client_actor.hpp"
 #include "actors/client/connector.hpp"
+#include "actors/common/io_scheduler.hpp"
 #include "actors/tls/tls.hpp"
 #include "api/runtime_impl.hpp"
 #include "codec/protocol.hpp"
@@ -100,20 +101,22 @@ result<std::shared_ptr<runtime>> runtime::create(const runtime_options& o) {
                    ? o.threads
                    : std::max(2u, std::thread::hardware_concurrency());
   p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
-  // Idle workers sleep on a condition variable instead of polling: CAF's
-  // work-stealing default spins, then sleeps 50 us at a time, burning the
-  // cores that the other process (or the storage thread) needs.
-  p->cfg.set("scheduler.policy", caf::atom("sharing"));
+  // The workers poll the sockets themselves (io_scheduler.hpp) and sleep in
+  // epoll_wait when idle: no poller thread and no spinning.
+  net::load_io_scheduler(p->cfg);
   p->cfg.set("logger.verbosity", caf::atom("quiet"));
   p->cfg.load<caf::io::middleman>();
   p->owned = std::make_unique<caf::actor_system>(p->cfg);
   p->sys = p->owned.get();
-  p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
+  p->poller = net::io_poller_of(*p->sys);
+  p->io = p->poller.get();
+  if (p->io == nullptr)
+    return status{status_code::io_error,
+                  "the runtime could not create its epoll instance (too many "
+                  "open files?)"};
+  if (o.callback_threads > 0)
+    p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
   p->connector = std::make_unique<net::connector>();
-  auto poll = net::poller::start("parley.io");
-  if (!poll)
-    return poll.error();
-  p->poller = std::move(*poll);
   return std::shared_ptr<runtime>(new runtime(std::move(p)));
 }
 
@@ -125,12 +128,14 @@ result<std::shared_ptr<runtime>> interop_runtime(caf::actor_system& sys,
                   "parley::interop::prepare(cfg) before creating it"};
   auto p = std::make_unique<runtime::impl>();
   p->sys = &sys;
-  p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
+  if (o.callback_threads > 0)
+    p->callbacks = std::make_unique<net::callback_pool>(o.callback_threads);
   p->connector = std::make_unique<net::connector>();
   auto poll = net::poller::start("parley.io");
   if (!poll)
     return poll.error();
   p->poller = std::move(*poll);
+  p->io = p->poller.get();
   return std::shared_ptr<runtime>(new runtime(std::move(p)));
 }
 
@@ -163,23 +168,51 @@ struct client::impl {
       caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
       actor = nullptr;
     }
-    if (ctx)
+    if (ctx && ctx->events) {
       ctx->events->close();
+    } else if (ctx) { // inline callbacks: wait for a running one, then none
+      std::lock_guard<std::recursive_mutex> guard{ctx->inline_mtx};
+      ctx->closed = true;
+    }
   }
+
+  /// Refuses a call that waits for the actor from an inline callback.
+  static bool in_inline_callback() {
+    return cli::inline_callbacks > 0;
+  }
+
+  static constexpr const char* inline_refusal =
+    "called from a listener callback that runs inline on the client's "
+    "actor thread (runtime_options::callback_threads = 0), which cannot "
+    "wait for that actor: only send(), send_to_group(), get() and reads of "
+    "the local database work there; call it from another thread, or give "
+    "the runtime callback threads";
 
   /// Sends a call with a reply slot and waits for the answer.
   template<class... Ts>
   cli::call_result call(Ts&&... xs) {
     auto slot = std::make_shared<std::promise<cli::call_result>>();
     auto answer = slot->get_future();
+    if (in_inline_callback())
+      return {0, inline_refusal, status_code::failed_precondition};
     caf::anon_send(actor, std::forward<Ts>(xs)..., std::move(slot));
     if (answer.wait_for(ctx->opts.call_timeout) != std::future_status::ready)
-      return {0, "the client did not answer within the call timeout"};
+      return {0, "the client did not answer within the call timeout",
+              status_code::timeout};
     try {
       return answer.get();
     } catch (const std::future_error&) {
-      return {0, "the client is gone (stopped or destroyed)"};
+      return {0, "the client is gone (stopped or destroyed)",
+              status_code::cancelled};
     }
+  }
+
+  /// OK, or the call's error; `fallback` classifies an error the actor
+  /// did not classify.
+  static status as_status(const cli::call_result& r, status_code fallback) {
+    if (r.error.empty())
+      return {};
+    return status{r.code != status_code::ok ? r.code : fallback, r.error};
   }
 
   /// Completes an outgoing message (its conversation set), stores it and
@@ -209,6 +242,8 @@ struct client::impl {
   /// Sends a request frame to the server through the actor and waits for
   /// the answer frame (or why there is none).
   result<codec::frame> request(codec::frame f) {
+    if (in_inline_callback())
+      return status{status_code::failed_precondition, inline_refusal};
     cli::server_request r;
     r.frame = std::move(f);
     r.slot = std::make_shared<std::promise<cli::request_result>>();
@@ -431,8 +466,9 @@ result<std::unique_ptr<client>> client::create(const client_options& opts,
   }
   auto& rti = rt->internals();
   ctx->connector = rti.connector.get();
-  ctx->poller = rti.poller.get();
-  ctx->events = rti.callbacks->make_strand();
+  ctx->poller = rti.io;
+  if (rti.callbacks)
+    ctx->events = rti.callbacks->make_strand();
   p->ctx = ctx;
   p->actor = cli::make_client_actor(*rti.sys, ctx);
   return std::unique_ptr<client>(new client(std::move(p)));
@@ -453,16 +489,22 @@ void client::remove_listener(const std::shared_ptr<listener>& l) {
 
 status client::start() {
   auto r = impl_->call(cli::start_atom::value);
-  return r.error.empty() ? status{} : status{status_code::unavailable, r.error};
+  return impl::as_status(r, status_code::unavailable);
 }
 
 void client::stop() {
+  if (impl::in_inline_callback()) {
+    // Cannot wait for the actor here: it stops once the callback returns.
+    caf::anon_send(impl_->actor, cli::stop_atom::value,
+                   std::make_shared<std::promise<cli::call_result>>());
+    return;
+  }
   impl_->call(cli::stop_atom::value);
 }
 
 status client::reconnect() {
   auto r = impl_->call(cli::reconnect_atom::value);
-  return r.error.empty() ? status{} : status{r.code, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 connection_status client::connection() const {
@@ -590,10 +632,7 @@ result<std::vector<group_info>> client::groups() {
 
 status client::resend(uint64_t id) {
   auto r = impl_->call(cli::resend_atom::value, id);
-  if (r.error.empty())
-    return {};
-  return status{r.code == status_code::ok ? status_code::internal : r.code,
-                r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 status client::send_presence(const std::string& peer, presence_kind kind) {
@@ -608,7 +647,7 @@ status client::send_presence(const std::string& peer, presence_kind kind) {
             "online"};
   auto r = impl_->call(cli::presence_atom::value, peer, uint32_t{0},
                        static_cast<uint8_t>(kind));
-  return r.error.empty() ? status{} : status{r.code, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 status client::send_group_presence(uint32_t group_id, presence_kind kind) {
@@ -621,7 +660,7 @@ status client::send_group_presence(uint32_t group_id, presence_kind kind) {
             "online"};
   auto r = impl_->call(cli::presence_atom::value, std::string{}, group_id,
                        static_cast<uint8_t>(kind));
-  return r.error.empty() ? status{} : status{r.code, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 status client::subscribe_presence(const std::vector<std::string>& users) {
@@ -631,12 +670,12 @@ status client::subscribe_presence(const std::vector<std::string>& users) {
               "a user address is 1 to " + std::to_string(codec::max_address) +
                 " bytes: '" + u + "' is not"};
   auto r = impl_->call(cli::subscribe_atom::value, true, users);
-  return r.error.empty() ? status{} : status{r.code, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 status client::unsubscribe_presence(const std::vector<std::string>& users) {
   auto r = impl_->call(cli::subscribe_atom::value, false, users);
-  return r.error.empty() ? status{} : status{r.code, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 namespace {
@@ -700,19 +739,19 @@ status client::retract(uint64_t id) {
 
 status client::remove(uint64_t id) {
   auto r = impl_->call(cli::remove_atom::value, id);
-  return r.error.empty() ? status{} : status{status_code::not_found, r.error};
+  return impl::as_status(r, status_code::not_found);
 }
 
 status client::mark_read(const std::string& peer, uint64_t up_to) {
   auto r = impl_->call(cli::mark_atom::value, peer, uint32_t{0}, up_to);
-  return r.error.empty() ? status{} : status{status_code::internal, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 status client::mark_group_read(uint32_t group_id, uint64_t up_to) {
   if (group_id == 0)
     return {status_code::invalid_argument, "mark_group_read needs a group id"};
   auto r = impl_->call(cli::mark_atom::value, std::string{}, group_id, up_to);
-  return r.error.empty() ? status{} : status{status_code::internal, r.error};
+  return impl::as_status(r, status_code::internal);
 }
 
 result<std::vector<member_receipt>> client::group_receipts(uint64_t id) {

@@ -21,8 +21,12 @@
 namespace parley {
 
 struct runtime::impl {
-  /// Socket readiness for every client; first member, so destroyed last.
-  std::unique_ptr<net::poller> poller;
+  /// Socket readiness for every client: on our own actor system its
+  /// scheduler's (actors/common/io_scheduler.hpp: the workers poll), on a
+  /// host's a poller with its own thread. First member, so destroyed last,
+  /// after every channel on it.
+  std::shared_ptr<net::poller> poller;
+  net::poller* io = nullptr; ///< poller.get()
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> owned; ///< Ours, or null when hosted.
   caf::actor_system* sys = nullptr;         ///< The system in use.

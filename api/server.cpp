@@ -2,6 +2,7 @@
 
 #include <parley/server.hpp>
 
+#include "actors/common/io_scheduler.hpp"
 #include "actors/common/poller.hpp"
 #include "actors/server/connection.hpp"
 #include "actors/server/context.hpp"
@@ -168,7 +169,7 @@ auto wait_for(std::future<T>& f, std::chrono::seconds limit) {
 struct server::impl {
   /// Socket readiness for every connection; first member, so destroyed
   /// last (after the actor system and its sessions).
-  std::unique_ptr<parley::net::poller> poller;
+  std::shared_ptr<parley::net::poller> poller;
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> owned_sys; // ours, or null when hosted
   caf::actor_system* sys = nullptr;
@@ -367,21 +368,26 @@ server::start_on(caf::actor_system* host, const server_options& opts,
                      ? opts.threads
                      : std::max(2u, std::thread::hardware_concurrency());
     p->cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
-    // Idle workers sleep on a condition variable instead of polling: CAF's
-    // work-stealing default spins, then sleeps 50 us at a time, burning the
-    // cores that the other process (or the storage thread) needs.
-    p->cfg.set("scheduler.policy", caf::atom("sharing"));
+    // The workers poll the sockets themselves (io_scheduler.hpp) and sleep
+    // in epoll_wait when idle: no poller thread, no hop per readable
+    // socket, and no spinning (CAF's work-stealing default spins, then
+    // sleeps 50 us at a time, burning the cores that the other process or
+    // the storage thread needs).
+    parley::net::load_io_scheduler(p->cfg);
     p->cfg.set("logger.verbosity", caf::atom("quiet"));
     p->cfg.load<caf::io::middleman>();
     p->owned_sys = std::make_unique<caf::actor_system>(p->cfg);
     p->sys = p->owned_sys.get();
   }
-  auto poll = parley::net::poller::start("parley.io");
-  if (!poll) {
-    ::close(sock->first);
-    return poll.error();
+  p->poller = parley::net::io_poller_of(*p->sys);
+  if (p->poller == nullptr) { // a host's scheduler: a poller thread
+    auto poll = parley::net::poller::start("parley.io");
+    if (!poll) {
+      ::close(sock->first);
+      return poll.error();
+    }
+    p->poller = std::move(*poll);
   }
-  p->poller = std::move(*poll);
   ctx->poller = p->poller.get();
   ctx->storage = parley::srv::make_storage_actor(*p->sys, ctx);
   ctx->dispatcher = parley::srv::make_dispatcher_actor(*p->sys, ctx);

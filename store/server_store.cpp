@@ -26,7 +26,7 @@ namespace parley::store {
 //   log         uid, seq -> record (see encode_record)
 //   state       uid -> u64 head, u64 delivered_upto
 //   cursors     uid, device -> u64 acked seq, u64 last ack (server ms)
-//   dedup       uid, u8 device length, device, mid -> dedup_entry
+//   dedup       mid, uid, u8 device length, device -> dedup_entry
 //   reads       uid, peer uid -> u64 seq read up to
 //   expired     uid, seq -> ""  (EXPIRED already sent for that record)
 //   expiries    expires_ms, uid, seq -> ""  (messages by expiry, for sweeps)
@@ -178,6 +178,14 @@ bool decode_record(std::string_view v, uint64_t seq, log_record& out) {
   return true;
 }
 
+/// The dedup key of message `mid` from (uid, device): the mid first, so that
+/// a batch's inserts (time-based mids, made about now) land on a few pages
+/// at the right edge of the tree instead of one page per sender.
+void dedup_key(key_builder& k, uint64_t uid, std::string_view device,
+               uint64_t mid) {
+  k.u64(mid).u64(uid).u8(static_cast<uint8_t>(device.size())).bytes(device);
+}
+
 struct user_state {
   uint64_t head = 0;
   uint64_t delivered_upto = 0;
@@ -239,11 +247,11 @@ bool decode_user(std::string_view v, user_rec& u) {
 
 struct server_store::impl {
 
-  /// Format 1 to 2 (protocol version 2): `status_update` gained a trailing
-  /// u32 `receivers`. Log records keep encoded frames and are streamed as
+  /// Format 1 to 2: (protocol version 2) `status_update` gained a trailing
+  /// u32 `receivers`; log records keep encoded frames and are streamed as
   /// they are, so every stored status_update gets the field (0: a log
-  /// record never carries it). One pass over the log, in the opening
-  /// transaction.
+  /// record never carries it). And the dedup key begins with the mid
+  /// (dedup_key). One pass over each, in the opening transaction.
   status migrate_1_to_2(txn& t) {
     auto c = t.open_cursor(log);
     if (!c)
@@ -252,9 +260,8 @@ struct server_store::impl {
       return s;
     while (c->valid()) {
       std::string_view v = c->value();
-      if (v.size() >= 27 &&
-          static_cast<codec::frame_type>(v[25]) ==
-            codec::frame_type::status_update) {
+      if (v.size() >= 27 && static_cast<codec::frame_type>(v[25]) ==
+                              codec::frame_type::status_update) {
         size_t at = 27 + static_cast<uint8_t>(v[26]);
         if (v.size() < at + codec::header_size)
           return corrupt("log record");
@@ -277,6 +284,31 @@ struct server_store::impl {
       if (auto s = c->next(); !s)
         return s;
     }
+    // The dedup key was (uid, u8 length, device, mid); it is (mid, uid, u8
+    // length, device) now (dedup_key).
+    std::vector<std::pair<std::string, std::string>> rekeyed;
+    auto d = t.open_cursor(dedup);
+    if (!d)
+      return d.error();
+    for (auto s = d->first(); d->valid(); s = d->next()) {
+      if (!s)
+        return s;
+      auto k = d->key();
+      if (k.size() < 17 || k.size() != size_t{17} + static_cast<uint8_t>(k[8]))
+        return corrupt("dedup key");
+      key_builder nk;
+      nk.bytes(k.substr(k.size() - 8)).bytes(k.substr(0, k.size() - 8));
+      rekeyed.emplace_back(std::string{nk.view()}, std::string{d->value()});
+    }
+    for (auto& [k, v] : rekeyed) {
+      (void)v;
+      auto old = k.substr(8) + k.substr(0, 8);
+      if (auto s = t.del(dedup, old); !s)
+        return s;
+    }
+    for (auto& [k, v] : rekeyed)
+      if (auto s = t.put(dedup, k, v); !s)
+        return s;
     return {};
   }
   std::unique_ptr<env> e;
@@ -393,8 +425,24 @@ struct server_store::impl {
     st.head = seq;
     if (auto s = put_state(t, uid, st); !s)
       return s;
+    if (appended != nullptr) {
+      appended->emplace_back();
+      auto& a = appended->back();
+      a.uid = uid;
+      a.rec.seq = seq;
+      a.rec.ts_ms = ts;
+      a.rec.expires_ms = expires;
+      a.rec.other_uid = other;
+      a.rec.origin_device.assign(device);
+      a.rec.type = type;
+      a.rec.frame.assign(reinterpret_cast<const char*>(frame.data()),
+                         frame.size());
+    }
     return seq;
   }
+
+  /// Set by apply() when its caller wants the records it appends.
+  std::vector<appended_record>* appended = nullptr;
 
   status issue_token(txn& t, uint64_t uid, const std::string& app,
                      uint32_t ttl_s, uint64_t now, issued_token& out) {
@@ -448,8 +496,9 @@ struct server_store::impl {
       if (!s && s.code() != status_code::not_found)
         return s;
     }
-    // (expiries entries of a deleted user are dropped by the next sweep.)
-    for (dbi db : {user_tokens, log, cursors, dedup, reads, expired})
+    // (expiries entries of a deleted user are dropped by the next sweep,
+    // its dedup entries by the trimmer: uids are never reused.)
+    for (dbi db : {user_tokens, log, cursors, reads, expired})
       if (auto s = delete_prefix(t, db, prefix); !s)
         return s;
     for (dbi db : {state, uids}) {
@@ -954,17 +1003,15 @@ struct server_store::impl {
     };
     auto what = "message " + std::to_string(op.mid);
     key_builder dk;
-    dk.u64(op.uid)
-      .u8(static_cast<uint8_t>(op.device.size()))
-      .bytes(op.device)
-      .u64(op.mid);
+    dedup_key(dk, op.uid, op.device, op.mid);
     auto d = t.get(dedup, dk.view());
     if (!d)
       return d.error();
     if (!*d)
       return refuse(status_code::not_found,
-                    what + " was not sent from this device, or is older than "
-                           "the server's retention: a message is " +
+                    what +
+                      " was not sent from this device, or is older than "
+                      "the server's retention: a message is " +
                       verb + " from the device that sent it");
     if ((*d)->size() < 32)
       return corrupt("dedup");
@@ -1064,10 +1111,7 @@ struct server_store::impl {
     m.flags &= static_cast<uint16_t>(~codec::message_flags::server_owned);
     // A resend of the same (user, device, mid) is answered, not stored again.
     key_builder dk;
-    dk.u64(op.sender_uid)
-      .u8(static_cast<uint8_t>(op.device.size()))
-      .bytes(op.device)
-      .u64(m.mid);
+    dedup_key(dk, op.sender_uid, op.device, m.mid);
     auto d = t.get(dedup, dk.view());
     if (!d)
       return d.error();
@@ -1555,28 +1599,27 @@ struct server_store::impl {
     if (to - from > max_scan)
       from = to - max_scan;
     std::vector<log_record> recs;
-    if (auto s = scan_messages(t, op.uid, from, to,
-                               [&](const log_record& r) -> status {
-                                 if (op.group_id == 0 && r.other_uid != puid)
-                                   return {};
-                                 // The conversation: 1:1 or this group.
-                                 auto& m = scratch_msg;
-                                 if (codec::decode_body(
-                                       reinterpret_cast<const uint8_t*>(
-                                         r.frame.data()) +
-                                         codec::header_size,
-                                       r.frame.size() - codec::header_size,
-                                       m) != codec::errc::ok)
-                                   return corrupt("log message");
-                                 if (m.group_id != op.group_id)
-                                   return {};
-                                 auto gone = is_expired(t, op.uid, r.seq);
-                                 if (!gone)
-                                   return gone.error();
-                                 if (!*gone) // EXPIRED already, never READ
-                                   recs.push_back(r);
-                                 return {};
-                               });
+    if (auto s = scan_messages(
+          t, op.uid, from, to,
+          [&](const log_record& r) -> status {
+            if (op.group_id == 0 && r.other_uid != puid)
+              return {};
+            // The conversation: 1:1 or this group.
+            auto& m = scratch_msg;
+            if (codec::decode_body(
+                  reinterpret_cast<const uint8_t*>(r.frame.data()) +
+                    codec::header_size,
+                  r.frame.size() - codec::header_size, m) != codec::errc::ok)
+              return corrupt("log message");
+            if (m.group_id != op.group_id)
+              return {};
+            auto gone = is_expired(t, op.uid, r.seq);
+            if (!gone)
+              return gone.error();
+            if (!*gone) // EXPIRED already, never READ
+              recs.push_back(r);
+            return {};
+          });
         !s)
       return s;
     for (auto& r : recs)
@@ -1627,8 +1670,8 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
         !s)
       return s;
     uint32_t found = 0;
-    if (auto s = check_format(t, p->meta, "format", server_format_version,
-                              &found);
+    if (auto s =
+          check_format(t, p->meta, "format", server_format_version, &found);
         !s)
       return s;
     if (found == 1) {
@@ -1943,17 +1986,43 @@ status run_op(server_store::impl& p, txn& t, write_op& op, write_outcome& out,
 
 status server_store::apply(std::vector<write_op>& ops,
                            std::vector<write_outcome>& out,
-                           std::vector<uint64_t>& touched) {
+                           std::vector<uint64_t>& touched,
+                           std::vector<uint64_t>* heads,
+                           std::vector<appended_record>* appended) {
   impl_->measure_room();
+  struct collecting {
+    impl* p;
+    collecting(impl* x, std::vector<appended_record>* a) : p(x) {
+      p->appended = a;
+    }
+    ~collecting() { p->appended = nullptr; }
+  } collect{impl_.get(), appended};
+  if (appended != nullptr)
+    appended->clear();
+  auto unique = [&] {
+    std::sort(touched.begin(), touched.end());
+    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  };
+  auto read_heads = [&](txn& t) {
+    if (heads == nullptr)
+      return;
+    heads->resize(touched.size());
+    for (size_t i = 0; i < touched.size(); ++i)
+      (*heads)[i] = impl_->get_state(t, touched[i]).head;
+  };
   // The whole batch in one transaction and one sync (group commit).
   auto st = impl_->e->write([&](txn& t) -> status {
     // The callback may run again after the map grew: start clean.
     out.assign(ops.size(), write_outcome{});
     touched.clear();
+    if (appended != nullptr)
+      appended->clear();
     for (size_t i = 0; i < ops.size(); ++i) {
       if (auto s = run_op(*impl_, t, ops[i], out[i], touched); !s)
         return s; // (a full map: env::write grows it and runs us again)
     }
+    unique();
+    read_heads(t); // in the batch's own transaction: no second lookup
     return status{};
   });
   if (!st && ops.size() > 1) {
@@ -1962,15 +2031,24 @@ status server_store::apply(std::vector<write_op>& ops,
     // messages. (Slow, but only on this path.)
     status first_error;
     touched.clear();
+    if (appended != nullptr)
+      appended->clear();
+    std::vector<appended_record> its;
+    impl_->appended = appended != nullptr ? &its : nullptr;
     for (size_t i = 0; i < ops.size(); ++i) {
       std::vector<uint64_t> mine;
       auto one = impl_->e->write([&](txn& t) -> status {
         out[i] = write_outcome{};
         mine.clear();
+        its.clear();
         return run_op(*impl_, t, ops[i], out[i], mine);
       });
       if (one) {
         touched.insert(touched.end(), mine.begin(), mine.end());
+        if (appended != nullptr)
+          appended->insert(appended->end(),
+                           std::make_move_iterator(its.begin()),
+                           std::make_move_iterator(its.end()));
       } else {
         out[i].st = one;
         if (first_error.ok())
@@ -1978,11 +2056,22 @@ status server_store::apply(std::vector<write_op>& ops,
       }
     }
     st = first_error;
+    unique();
+    if (heads != nullptr) {
+      heads->clear();
+      if (auto t = impl_->e->begin_read(); t)
+        read_heads(*t);
+      else // unknown: the readers look for themselves
+        heads->assign(touched.size(), ~uint64_t{0});
+    }
   } else if (!st) {
     out.assign(ops.size(), write_outcome{st, {}, {}, {}});
+    touched.clear();
+    if (heads != nullptr)
+      heads->clear();
+    if (appended != nullptr)
+      appended->clear();
   }
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
   return st;
 }
 
@@ -2070,8 +2159,8 @@ result<codec::group_info> server_store::group_get(uint64_t uid,
   return impl_->group_view(*t, group_id, **g);
 }
 
-result<std::vector<uint64_t>>
-server_store::group_receivers(uint64_t uid, uint32_t group_id) {
+result<std::vector<uint64_t>> server_store::group_receivers(uint64_t uid,
+                                                            uint32_t group_id) {
   auto t = impl_->e->begin_read();
   if (!t)
     return t.error();

@@ -84,6 +84,12 @@ struct log_record {
   bool expired = false; ///< EXPIRED was sent for it (see read_log).
 };
 
+/// A log record a batch appended, and whose log it is (server_store::apply).
+struct appended_record {
+  uint64_t uid = 0;
+  log_record rec;
+};
+
 // -- write operations, applied in batches (group commit)
 // ------------------------
 
@@ -274,10 +280,18 @@ class server_store {
   // ------------------------------------------------------------------
 
   /// Applies `ops` in one write transaction and one sync (group commit).
-  /// `out` gets one outcome per op; `touched` the uids whose log grew. When
-  /// the transaction itself fails every outcome carries that status.
+  /// `out` gets one outcome per op; `touched` the uids whose log grew
+  /// (ascending, each once) and, when `heads` is given, the head of each
+  /// of their logs after the batch (same order: a reader whose stream is
+  /// at a head has nothing new to read). When the transaction itself fails
+  /// every outcome carries that status.
+  /// With `appended`, it also gets every log record the batch appended
+  /// (whose op succeeded), in the order written, so that the records can be
+  /// streamed without reading them back.
   status apply(std::vector<write_op>& ops, std::vector<write_outcome>& out,
-               std::vector<uint64_t>& touched);
+               std::vector<uint64_t>& touched,
+               std::vector<uint64_t>* heads = nullptr,
+               std::vector<appended_record>* appended = nullptr);
 
   // -- reads (any thread)
   // -----------------------------------------------------------

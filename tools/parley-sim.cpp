@@ -105,7 +105,8 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app
     .add_option("--callback-threads", o.callback_threads,
-                "listener threads of the simulator")
+                "listener threads of the simulator (0: the listeners run inline "
+                "on the actor threads, without a hop per event)")
     ->capture_default_str();
   app.add_option("--json", o.json_file, "write the JSON report to this file");
   app.add_flag("--quiet,-q", quiet, "no progress line");

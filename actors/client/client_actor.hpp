@@ -89,6 +89,12 @@ struct server_request {
   std::shared_ptr<std::promise<request_result>> slot;
 };
 
+/// Depth of inline listener callbacks running on this thread
+/// (runtime_options::callback_threads == 0): the facade refuses calls that
+/// would wait for a client actor from inside one (the actor would be
+/// waiting for itself).
+inline thread_local int inline_callbacks = 0;
+
 /// What the facade and the actor share.
 struct client_context {
   client_options opts;
@@ -97,7 +103,13 @@ struct client_context {
   std::string device;
   net::connector* connector = nullptr;
   net::poller* poller = nullptr;
+  /// The client's strand on the callback pool; null when callbacks run
+  /// inline (runtime_options::callback_threads == 0).
   std::shared_ptr<net::strand> events;
+  /// Inline callbacks: held while one runs, so a client's callbacks never
+  /// overlap (recursive: a callback's own facade calls may emit).
+  std::recursive_mutex inline_mtx;
+  bool closed = false; ///< Inline: the client is destroyed (inline_mtx).
   std::mutex listeners_mtx;
   std::vector<std::shared_ptr<listener>> listeners;
   std::atomic<uint8_t> status{0};
@@ -114,9 +126,25 @@ struct client_context {
   std::mutex address_mtx;
   std::string address_;
 
-  /// Runs `f` on every listener, on the client's strand.
+  /// Runs `f` on every listener, on the client's strand (or at once, on
+  /// this thread, when callbacks run inline).
   template<class F>
   void emit(F f) {
+    if (!events) {
+      std::lock_guard<std::recursive_mutex> guard{inline_mtx};
+      if (closed)
+        return;
+      std::vector<std::shared_ptr<listener>> snapshot;
+      {
+        std::lock_guard<std::mutex> g{listeners_mtx};
+        snapshot = listeners;
+      }
+      ++inline_callbacks;
+      for (auto& l : snapshot)
+        f(*l);
+      --inline_callbacks;
+      return;
+    }
     events->post([this, f = std::move(f)] {
       std::vector<std::shared_ptr<listener>> snapshot;
       {

@@ -21,8 +21,14 @@ uint64_t make_token(uint32_t index, uint32_t generation) {
 
 } // namespace
 
-result<std::unique_ptr<poller>> poller::start(const char* thread_name) {
+struct poller::epoll_buffer {
+  epoll_event evs[max_events];
+};
+
+result<std::unique_ptr<poller>> poller::make() {
   std::unique_ptr<poller> p{new poller};
+  p->evs_ = std::make_unique<epoll_buffer>();
+  p->ready_.reserve(max_events);
   p->epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (p->epfd_ < 0)
     return status{status_code::io_error,
@@ -35,13 +41,31 @@ result<std::unique_ptr<poller>> poller::start(const char* thread_name) {
   ev.events = EPOLLIN;
   ev.data.u64 = wake_token;
   ::epoll_ctl(p->epfd_, EPOLL_CTL_ADD, p->wake_, &ev);
-  auto* raw = p.get();
+  return p;
+}
+
+result<std::unique_ptr<poller>> poller::create() {
+  return make();
+}
+
+result<std::unique_ptr<poller>> poller::start(const char* thread_name) {
+  auto p = make();
+  if (!p)
+    return p;
+  auto* raw = p->get();
   std::string name = thread_name;
-  p->thread_ = std::thread{[raw, name] {
+  (*p)->thread_ = std::thread{[raw, name] {
     ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
     raw->run();
   }};
   return p;
+}
+
+void poller::wake() {
+  uint64_t one = 1;
+  if (::write(wake_, &one, sizeof(one)) < 0) {
+    // nop: the counter is full, so a wake-up is pending anyway
+  }
 }
 
 poller::~poller() {
@@ -103,43 +127,64 @@ void poller::remove(uint64_t token) {
   free_.push_back(index);
 }
 
+void poller::collect(int n) {
+  ready_.clear();
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (int i = 0; i < n; ++i) {
+    auto& e = evs_->evs[i];
+    auto token = e.data.u64;
+    if (token == wake_token) {
+      uint64_t count = 0;
+      if (::read(wake_, &count, sizeof(count)) < 0) {
+        // nop: drained by an earlier read
+      }
+      continue;
+    }
+    auto index = static_cast<uint32_t>(token);
+    auto generation = static_cast<uint32_t>(token >> 32);
+    if (index >= slots_.size() || slots_[index].generation != generation ||
+        !slots_[index].h)
+      continue;
+    uint32_t bits = 0;
+    if (e.events & EPOLLIN)
+      bits |= io_event::readable;
+    if (e.events & EPOLLOUT)
+      bits |= io_event::writable;
+    if (e.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+      bits |= io_event::hangup | io_event::readable;
+    ready_.emplace_back(slots_[index].h, bits);
+  }
+}
+
+size_t poller::poll(int timeout_ms, void (*woke)(void*), void* arg) {
+  int n;
+  do {
+    n = ::epoll_wait(epfd_, evs_->evs, max_events, timeout_ms);
+  } while (n < 0 && errno == EINTR);
+  if (woke != nullptr)
+    woke(arg);
+  if (n <= 0)
+    return 0;
+  collect(n);
+  for (auto& [h, bits] : ready_)
+    (*h)(bits);
+  auto ran = ready_.size();
+  ready_.clear(); // drops the handlers' references now, not at the next poll
+  return ran;
+}
+
 void poller::run() {
-  constexpr int max_events = 256;
-  epoll_event evs[max_events];
-  std::vector<std::pair<std::shared_ptr<handler>, uint32_t>> ready;
-  ready.reserve(max_events);
   while (!stop_) {
-    int n = ::epoll_wait(epfd_, evs, max_events, -1);
+    int n = ::epoll_wait(epfd_, evs_->evs, max_events, -1);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       return;
     }
-    ready.clear();
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      for (int i = 0; i < n; ++i) {
-        auto token = evs[i].data.u64;
-        if (token == wake_token)
-          continue;
-        auto index = static_cast<uint32_t>(token);
-        auto generation = static_cast<uint32_t>(token >> 32);
-        if (index >= slots_.size() || slots_[index].generation != generation ||
-            !slots_[index].h)
-          continue;
-        uint32_t bits = 0;
-        auto e = evs[i].events;
-        if (e & EPOLLIN)
-          bits |= io_event::readable;
-        if (e & EPOLLOUT)
-          bits |= io_event::writable;
-        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-          bits |= io_event::hangup | io_event::readable;
-        ready.emplace_back(slots_[index].h, bits);
-      }
-    }
-    for (auto& [h, bits] : ready)
+    collect(n);
+    for (auto& [h, bits] : ready_)
       (*h)(bits);
+    ready_.clear();
   }
 }
 

@@ -13,11 +13,19 @@
 // Here a write is one send() from the actor, and a read one recv() plus a
 // share of one epoll_wait (docs/ARCHITECTURE.md, "I/O").
 //
-// Thread-safety: add() and remove() may be called from any thread. A
-// handler runs on the poller's thread; it must be quick (post a message).
-// After remove() returns the handler may still run once (an event already
-// being dispatched); it is never called for another registration of the
-// same fd.
+// Two ways to run it:
+// - start(): the poller has a thread of its own that waits and dispatches
+//   (for a host's actor system, whose scheduler is not ours);
+// - create(): no thread; the scheduler's workers call poll() when they run
+//   out of work (actors/common/io_scheduler.hpp), so a socket's readiness
+//   reaches its actor without a hop through another thread, and wake() ends
+//   a poll() that blocks when work arrives from elsewhere.
+//
+// Thread-safety: add() and remove() may be called from any thread; wake()
+// too. poll() by one thread at a time. A handler runs on the thread that
+// polls; it must be quick (post a message). After remove() returns the
+// handler may still run once (an event already being dispatched); it is
+// never called for another registration of the same fd.
 
 #include <parley/status.hpp>
 
@@ -42,11 +50,25 @@ class poller {
  public:
   using handler = std::function<void(uint32_t events)>;
 
-  /// Starts the poller's thread.
+  /// A poller with a thread of its own, which polls and dispatches.
   static result<std::unique_ptr<poller>> start(const char* thread_name);
 
-  /// Stops the thread (registrations left are dropped).
+  /// A poller without a thread: somebody calls poll().
+  static result<std::unique_ptr<poller>> create();
+
+  /// Stops the thread, if any (registrations left are dropped).
   ~poller();
+
+  /// Waits up to `timeout_ms` (-1: until something happens, 0: not at all)
+  /// for readiness or wake(), then runs the handlers of what is ready.
+  /// `woke` runs after the wait and before the handlers (the scheduler
+  /// learns there that its poller no longer blocks). Returns the number of
+  /// handlers run. REQUIRES: created with create(); one caller at a time.
+  size_t poll(int timeout_ms, void (*woke)(void*) = nullptr,
+              void* arg = nullptr);
+
+  /// Ends a poll() that waits, or makes the next one return at once.
+  void wake();
 
   poller(const poller&) = delete;
   poller& operator=(const poller&) = delete;
@@ -61,7 +83,10 @@ class poller {
 
  private:
   poller() = default;
+  static result<std::unique_ptr<poller>> make();
   void run();
+  /// Collects the handlers of `n` events in `evs_` into ready_.
+  void collect(int n);
 
   struct slot {
     int fd = -1;
@@ -70,12 +95,17 @@ class poller {
   };
 
   int epfd_ = -1;
-  int wake_ = -1; ///< eventfd that ends the thread.
+  int wake_ = -1; ///< eventfd: ends the thread, or a blocking poll().
   std::atomic<bool> stop_{false};
   std::mutex mtx_;
   std::vector<slot> slots_;
   std::vector<uint32_t> free_;
   std::thread thread_;
+  /// The polling thread's own: events and the handlers to run.
+  static constexpr int max_events = 256;
+  struct epoll_buffer;
+  std::unique_ptr<epoll_buffer> evs_;
+  std::vector<std::pair<std::shared_ptr<handler>, uint32_t>> ready_;
 };
 
 } // namespace parley::net

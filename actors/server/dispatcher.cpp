@@ -158,14 +158,21 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
         self->demonitor(session);
         remove(self, uid, session.address());
       },
-      [=](log_atom, const std::vector<uint64_t>& uids) {
+      [=](log_atom, const std::vector<uint64_t>& uids,
+          const std::vector<uint64_t>& heads,
+          const std::vector<record_batch>& records) {
         auto& online = self->state.online;
-        for (auto uid : uids) {
-          auto i = online.find(uid);
+        for (size_t k = 0; k < uids.size(); ++k) {
+          auto i = online.find(uids[k]);
           if (i == online.end())
             continue;
+          // With the head, a session that streamed that far already has
+          // nothing to read (it streamed when its own append was answered);
+          // with the records, one that streamed up to them needs no read.
+          auto head = k < heads.size() ? heads[k] : ~uint64_t{0};
+          auto recs = k < records.size() ? records[k] : record_batch{};
           for (auto& ds : i->second)
-            caf::anon_send(ds.session, log_atom::value);
+            caf::anon_send(ds.session, log_atom::value, head, recs);
         }
       },
       [=](realtime_atom, uint64_t uid, const bytes& frame) -> uint32_t {

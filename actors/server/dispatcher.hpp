@@ -8,7 +8,8 @@
 //                                              device replaces the first,
 //                                              which gets (kick, SIGNOUT)
 //   (unregister, uid, device, session) -> ()
-//   (log, uids)                        -> ()   tells their sessions (log)
+//   (log, uids, heads, records)        -> ()   tells their sessions
+//                                              (log, head, records)
 //   (realtime, uid, frame)             -> uint32_t  devices reached
 //   (realtime, uids, frame)            -> ()   the same, to several users
 //                                              (presence; never stored)
@@ -35,7 +36,8 @@ namespace parley::srv {
 using dispatcher_actor = caf::typed_actor<
   caf::reacts_to<register_atom, uint64_t, std::string, caf::actor>,
   caf::reacts_to<unregister_atom, uint64_t, std::string, caf::actor>,
-  caf::reacts_to<log_atom, std::vector<uint64_t>>,
+  caf::reacts_to<log_atom, std::vector<uint64_t>, std::vector<uint64_t>,
+                 std::vector<record_batch>>,
   caf::replies_to<realtime_atom, uint64_t, bytes>::with<uint32_t>,
   caf::reacts_to<realtime_atom, std::vector<uint64_t>, bytes>,
   caf::reacts_to<subscribe_atom, bool, std::vector<uint64_t>,

@@ -6,6 +6,8 @@
 // (tests/actors/messages_test.cpp, built into e2e_tests), not across a network
 // link later.
 
+#include "store/server_store.hpp"
+
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
@@ -77,6 +79,12 @@ typename Inspector::result_type inspect(Inspector& f, append_request& x) {
            x.sender, x.device, x.send_body);
 }
 
+/// The records one batch appended to one user's log, in seq order:
+/// handed to that user's sessions with the news, so that a session whose
+/// stream is at the first of them sends them without reading the store.
+/// Shared and immutable (several devices, one copy); local only.
+using record_batch = std::shared_ptr<const std::vector<store::log_record>>;
+
 /// What became of an append (store::append_outcome, flattened).
 struct append_reply {
   uint8_t status = 0; ///< codec::message_status
@@ -87,6 +95,10 @@ struct append_reply {
   uint64_t receiver_seq = 0;
   uint64_t ts_ms = 0;
   uint32_t receivers = 0; ///< A group message: the members it went to.
+  /// What the batch appended to the sender's log (local only: not
+  /// serialized, so a copy that crossed a network would stream from the
+  /// store instead).
+  record_batch records;
 };
 
 template<class Inspector>
@@ -98,5 +110,7 @@ typename Inspector::result_type inspect(Inspector& f, append_reply& x) {
 } // namespace parley::srv
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::srv::bytes_slot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::srv::record_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<parley::srv::record_batch>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::srv::count_slot)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::srv::done_slot)

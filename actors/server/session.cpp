@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 
@@ -58,6 +59,10 @@ struct session_state {
   /// the message typed before it. (receivers, frame)
   std::vector<std::pair<std::vector<uint64_t>, bytes>> held_presence;
   uint32_t subscriptions = 0; ///< Users whose presence this session watches.
+  /// Seqs of this device's own records that the current pump streamed as
+  /// compact SENT statuses (answer_append: the answer is then redundant).
+  std::vector<uint64_t> own_streamed;
+  bool collect_own = false; ///< pump() fills own_streamed.
   // buffers reused across handlers
   codec::buffer out;
   tls::bytes cipher;
@@ -200,17 +205,76 @@ std::string explain(codec::login_failure_reason r, const std::string& app) {
 // -- streaming the log
 // ---------------------------------------------------------------
 
-/// Streams log records after sent_upto while the window and the write buffer
-/// allow. Expired records are skipped; an outgoing record this very device
+/// Puts `records` (in seq order, the first right after sent_upto) on the
+/// wire. Expired records are skipped; an outgoing record this very device
 /// sent becomes a compact SENT status (it has the message already).
+void stream(session_ptr self, const std::vector<store::log_record>& records,
+            uint64_t delivered_upto) {
+  auto& st = self->state;
+  auto now = self->state.ctx->now();
+  std::vector<uint64_t> expired;
+  for (auto& r : records) {
+    st.sent_upto = r.seq;
+    // Expired and acknowledged by no device: never delivered. (Another
+    // device got it in time: this one gets it too.)
+    if (r.expired ||
+        (r.expires_ms != 0 && r.expires_ms < now && r.seq > delivered_upto)) {
+      if (r.type == codec::frame_type::message && r.origin_device.empty())
+        expired.push_back(r.seq);
+      continue;
+    }
+    if (r.type == codec::frame_type::message && !r.origin_device.empty() &&
+        r.origin_device == st.device) {
+      auto& m = st.scratch;
+      if (codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data()) +
+                               codec::header_size,
+                             r.frame.size() - codec::header_size,
+                             m) == codec::errc::ok) {
+        put(self, codec::status_update{r.seq,
+                                       m.mid,
+                                       m.peer,
+                                       m.group_id,
+                                       {},
+                                       codec::message_status::sent,
+                                       m.ts_ms,
+                                       {},
+                                       0});
+        st.last_delivered = r.seq;
+        if (st.collect_own)
+          st.own_streamed.push_back(r.seq);
+      }
+      continue;
+    }
+    st.out.insert(st.out.end(), r.frame.begin(), r.frame.end());
+    st.last_delivered = r.seq;
+  }
+  if (!expired.empty())
+    self->send(st.ctx->storage, expire_atom::value, st.uid,
+               std::move(expired));
+  // Records skipped at the tail need no storing by the device: once it
+  // acknowledged everything it was sent, the cursor moves past them.
+  if (st.acked == st.last_delivered && st.sent_upto > st.acked) {
+    st.acked = st.sent_upto;
+    self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
+  }
+  schedule_flush(self);
+}
+
+/// True when streaming may go on: logged in, the window and the write
+/// buffer have room.
+bool may_stream(session_ptr self) {
+  auto& st = self->state;
+  return st.ph == phase::user && st.ch &&
+         st.ch->pending() < st.ctx->opts.max_write_buffer &&
+         st.sent_upto - st.acked < st.window;
+}
+
+/// Streams log records after sent_upto, read from the store, while the
+/// window and the write buffer allow.
 void pump(session_ptr self) {
   auto& st = self->state;
-  auto& opts = st.ctx->opts;
-  while (st.ph == phase::user && st.ch &&
-         st.ch->pending() < opts.max_write_buffer) {
+  while (may_stream(self)) {
     uint64_t in_flight = st.sent_upto - st.acked;
-    if (in_flight >= st.window)
-      break;
     size_t n = std::min<uint64_t>(st.window - in_flight, 256);
     st.records.clear();
     uint64_t delivered_upto = 0;
@@ -224,52 +288,27 @@ void pump(session_ptr self) {
     }
     if (st.records.empty())
       break;
-    auto now = self->state.ctx->now();
-    std::vector<uint64_t> expired;
-    for (auto& r : st.records) {
-      st.sent_upto = r.seq;
-      // Expired and acknowledged by no device: never delivered. (Another
-      // device got it in time: this one gets it too.)
-      if (r.expired ||
-          (r.expires_ms != 0 && r.expires_ms < now && r.seq > delivered_upto)) {
-        if (r.type == codec::frame_type::message && r.origin_device.empty())
-          expired.push_back(r.seq);
-        continue;
-      }
-      if (r.type == codec::frame_type::message && !r.origin_device.empty() &&
-          r.origin_device == st.device) {
-        auto& m = st.scratch;
-        if (codec::decode_body(
-              reinterpret_cast<const uint8_t*>(r.frame.data()) +
-                codec::header_size,
-              r.frame.size() - codec::header_size, m) == codec::errc::ok) {
-          put(self, codec::status_update{r.seq,
-                                         m.mid,
-                                         m.peer,
-                                         m.group_id,
-                                         {},
-                                         codec::message_status::sent,
-                                         m.ts_ms,
-                                         {},
-                                         0});
-          st.last_delivered = r.seq;
-        }
-        continue;
-      }
-      st.out.insert(st.out.end(), r.frame.begin(), r.frame.end());
-      st.last_delivered = r.seq;
-    }
-    if (!expired.empty())
-      self->send(st.ctx->storage, expire_atom::value, st.uid,
-                 std::move(expired));
-    // Records skipped at the tail need no storing by the device: once it
-    // acknowledged everything it was sent, the cursor moves past them.
-    if (st.acked == st.last_delivered && st.sent_upto > st.acked) {
-      st.acked = st.sent_upto;
-      self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
-    }
-    schedule_flush(self);
+    stream(self, st.records, delivered_upto);
   }
+}
+
+/// The store appended `batch` to this user's log (up to `head`): streamed
+/// as it is when it continues what this session streamed and fits the
+/// window; otherwise (a gap, a full window, records that may have expired)
+/// read from the store.
+void offer(session_ptr self, uint64_t head, const record_batch& batch) {
+  auto& st = self->state;
+  if (head <= st.sent_upto)
+    return; // streamed already
+  if (batch && !batch->empty() && batch->front().seq == st.sent_upto + 1 &&
+      batch->back().seq == head && may_stream(self) &&
+      st.sent_upto - st.acked + batch->size() <= st.window) {
+    // Fresh records: none has expired, and none is in the expired table.
+    // delivered_upto only matters for expired records: 0 is safe.
+    stream(self, *batch, 0);
+    return;
+  }
+  pump(self);
 }
 
 // -- frames of a logged-in user
@@ -295,7 +334,9 @@ void resume_reading(session_ptr self);
 /// flight.
 void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
                    uint32_t group_id, codec::message_status value, uint64_t ts,
-                   const std::string& text, uint32_t receivers = 0) {
+                   const std::string& text, uint32_t receivers = 0,
+                   uint64_t sender_seq = 0, bool duplicate = false,
+                   const record_batch& records = nullptr) {
   auto& st = self->state;
   --st.appends_in_flight;
   if (st.ph == phase::closing)
@@ -306,8 +347,27 @@ void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
                  std::move(frame));
     st.held_presence.clear();
   }
-  put(self, codec::status_update{0,     mid, peer, group_id, {},
-                                 value, ts,  text, receivers});
+  // The batch is durable, so the log holds this message's own record and
+  // whatever else the batch appended for this user: stream it now, in the
+  // same write as the answer, rather than after the dispatcher's (log).
+  // When the own record went out (as the compact SENT status, with its
+  // seq) the answer would say the same again: it is left out.
+  bool told = false;
+  if (value == codec::message_status::sent && sender_seq != 0 && !duplicate &&
+      group_id == 0 && st.ph == phase::user) {
+    st.own_streamed.clear();
+    st.collect_own = true;
+    if (records && !records->empty())
+      offer(self, records->back().seq, records);
+    else
+      pump(self);
+    st.collect_own = false;
+    told = std::find(st.own_streamed.begin(), st.own_streamed.end(),
+                     sender_seq) != st.own_streamed.end();
+  }
+  if (!told)
+    put(self, codec::status_update{0,     mid, peer, group_id, {},
+                                   value, ts,  text, receivers});
   schedule_flush(self);
   resume_reading(self);
 }
@@ -416,7 +476,8 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
       [=](const append_reply& rep) {
         answer_append(self, mid, peer, gid,
                       static_cast<codec::message_status>(rep.status), rep.ts_ms,
-                      rep.text, rep.receivers);
+                      rep.text, rep.receivers, rep.sender_seq, rep.duplicate,
+                      rep.records);
       },
       [=](caf::error& err) {
         answer_append(self, mid, peer, gid, codec::message_status::fail,
@@ -968,6 +1029,7 @@ void trim(session_ptr self) {
   shrink(st.plain);
   st.records.clear();
   std::vector<store::log_record>{}.swap(st.records);
+  std::vector<uint64_t>{}.swap(st.own_streamed);
   st.scratch = codec::message{};
 }
 
@@ -1098,6 +1160,9 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
         }
       },
       [=](log_atom) { pump(self); },
+      [=](log_atom, uint64_t head, const record_batch& records) {
+        offer(self, head, records);
+      },
       [=](realtime_atom, const bytes& frame) {
         auto& s = self->state;
         if (s.ph != phase::user)

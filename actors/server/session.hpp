@@ -9,7 +9,7 @@
 //   (io)                 the poller saw the socket readable/writable
 //   (resume), (flush)    to itself: read on, write what is queued
 // (from the dispatcher):
-//   (log)                the user's log grew: stream what is new
+//   (log), (log, head)   the user's log grew (to head): stream what is new
 //   (realtime, frame)    an unstored frame (expiry 0, presence, calls)
 //   (kick, reason, text) end the session with goodbye(reason)
 // (from the acceptor):

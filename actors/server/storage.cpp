@@ -23,6 +23,9 @@ struct storage_state {
   bool flush_scheduled = false;
   std::vector<store::write_outcome> outcomes;
   std::vector<uint64_t> touched;
+  std::vector<uint64_t> heads; ///< Of touched, after the batch.
+  std::vector<store::appended_record> appended;
+  std::vector<record_batch> records; ///< Of touched: what the batch appended.
   uint64_t batches = 0;
   uint64_t batched_ops = 0;
   static inline const char* name = "parley.storage";
@@ -52,14 +55,38 @@ status apply_queued(storage_ptr self) {
   auto& st = self->state;
   st.outcomes.clear();
   st.touched.clear();
+  st.heads.clear();
+  st.records.clear();
   status res;
   try {
-    res = st.ctx->store->apply(st.ops, st.outcomes, st.touched);
+    res = st.ctx->store->apply(st.ops, st.outcomes, st.touched, &st.heads,
+                               &st.appended);
   } catch (const std::exception& e) {
     // A bug must not take the only writer down with it.
     res = status{status_code::internal,
                  std::string{"exception in the store: "} + e.what()};
     st.outcomes.assign(st.ops.size(), store::write_outcome{res, {}, {}, {}});
+    st.touched.clear();
+    st.heads.clear();
+    st.appended.clear();
+  }
+  // What the batch appended, per touched user (touched is ascending; each
+  // user's records come in seq order).
+  if (!st.appended.empty()) {
+    std::vector<std::vector<store::log_record>> per(st.touched.size());
+    for (auto& a : st.appended) {
+      auto it = std::lower_bound(st.touched.begin(), st.touched.end(), a.uid);
+      if (it != st.touched.end() && *it == a.uid)
+        per[static_cast<size_t>(it - st.touched.begin())].push_back(
+          std::move(a.rec));
+    }
+    st.records.reserve(per.size());
+    for (auto& v : per)
+      st.records.push_back(
+        v.empty() ? nullptr
+                  : std::make_shared<const std::vector<store::log_record>>(
+                      std::move(v)));
+    st.appended.clear();
   }
   if (!res)
     st.ctx->log->error("storage: batch of {} failed: {}", st.ops.size(),
@@ -67,6 +94,18 @@ status apply_queued(storage_ptr self) {
   ++st.batches;
   st.batched_ops += st.ops.size();
   return res;
+}
+
+/// The records the last batch appended to the log of `op`'s sender.
+record_batch records_of(storage_state& st, const store::write_op& op) {
+  auto* a = std::get_if<store::append_op>(&op);
+  if (a == nullptr || st.records.empty())
+    return nullptr;
+  auto it =
+    std::lower_bound(st.touched.begin(), st.touched.end(), a->sender_uid);
+  if (it == st.touched.end() || *it != a->sender_uid)
+    return nullptr;
+  return st.records[static_cast<size_t>(it - st.touched.begin())];
 }
 
 void flush(storage_ptr self) {
@@ -91,6 +130,7 @@ void flush(storage_ptr self) {
       rep.receiver_seq = out.append.receiver_seq;
       rep.receivers = out.append.receivers;
       rep.ts_ms = out.append.ts_ms;
+      rep.records = records_of(st, st.ops[st.promise_index[i]]);
     }
     st.promises[i].deliver(std::move(rep));
   }
@@ -98,7 +138,8 @@ void flush(storage_ptr self) {
   st.promises.clear();
   st.promise_index.clear();
   if (!st.touched.empty())
-    self->send(st.ctx->dispatcher, log_atom::value, st.touched);
+    self->send(st.ctx->dispatcher, log_atom::value, st.touched, st.heads,
+               st.records);
 }
 
 template<class Frame>
@@ -176,7 +217,8 @@ bytes run_change(storage_ptr self, uint64_t uid, std::string app,
     auto res = apply_queued(self);
     st.ops.clear();
     if (!st.touched.empty())
-      self->send(st.ctx->dispatcher, log_atom::value, st.touched);
+      self->send(st.ctx->dispatcher, log_atom::value, st.touched, st.heads,
+               st.records);
     if (!res || st.outcomes.empty() || !st.outcomes[0].st)
       return reply_frame(
         req,
@@ -223,7 +265,8 @@ bytes run_change(storage_ptr self, uint64_t uid, std::string app,
   auto res = apply_queued(self);
   st.ops.clear();
   if (!st.touched.empty())
-    self->send(st.ctx->dispatcher, log_atom::value, st.touched);
+    self->send(st.ctx->dispatcher, log_atom::value, st.touched, st.heads,
+               st.records);
   if (!res || st.outcomes.empty() || !st.outcomes[0].st)
     return reply_frame(
       req, status{status_code::unavailable,

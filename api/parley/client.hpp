@@ -26,6 +26,15 @@
 //   events (not other clients').
 // - A client must be destroyed (or stopped) before its runtime; destroying
 //   a client stops it and waits until no callback of it runs.
+// - Inline callbacks (runtime_options::callback_threads = 0), for
+//   simulators and hosts whose callbacks are short: callbacks run on the
+//   actor thread that handled the event (some also on the caller's thread:
+//   on_sync, on_message_update of one's own edit), still one at a time per
+//   client and in order, with no hop to another thread. Such a callback
+//   must not block, and may call only what does not wait for a client
+//   actor: send(), send_to_group(), forward(), get(), read sessions,
+//   summary() and the like; stop() takes effect after it returns. Other
+//   calls made from it fail at once with failed_precondition.
 
 #include <parley/status.hpp>
 
@@ -270,7 +279,8 @@ class listener {
 struct runtime_options {
   /// Actor worker threads; 0 = the number of cores, at least 2.
   uint32_t threads = 0;
-  /// Threads that run listener callbacks (shared by all clients).
+  /// Threads that run listener callbacks (shared by all clients); 0 runs
+  /// them inline on the actor threads (see the threading contract above).
   uint32_t callback_threads = 2;
 };
 

@@ -36,8 +36,9 @@ TEST_CASE("server messages survive serialization") {
   CHECK(r.sender == "alice");
   CHECK(r.device == "phone");
   CHECK(r.send_body == bytes{1, 2, 3});
-  append_reply rep{0x82, "full", true, 3, 4, 5, 6};
+  append_reply rep{0x82, "full", true, 3, 4, 5, 6, 7, nullptr};
   auto p = round_trip(sys, rep);
+  CHECK(p.receivers == 7);
   CHECK(p.status == 0x82);
   CHECK(p.text == "full");
   CHECK(p.duplicate);

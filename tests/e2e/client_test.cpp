@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <thread>
 
 using namespace parley;
 using namespace std::chrono_literals;
@@ -437,6 +438,52 @@ TEST_CASE("1,000 clients on one runtime, without a thread per client") {
   CHECK(threads > 0);
   CHECK(threads < 64);
   MESSAGE("threads in the process with 1000 clients + server: " << threads);
+}
+
+TEST_CASE("inline callbacks: in order, on the actor threads, and calls that "
+          "would wait for the actor refused at once") {
+  fixture f;
+  auto r = runtime::create({2, 0}); // callback_threads = 0: inline
+  REQUIRE(r.ok());
+  f.rt = *r;
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  auto b = f.online(f.opts("bob"), rb);
+  // bob answers every message from inside his callback: send() works
+  // there; mark_read(), which waits for his actor, is refused, saying why.
+  auto caller = std::this_thread::get_id();
+  std::atomic<bool> on_caller{false};
+  std::mutex hm;
+  std::vector<status> refused;
+  client* bp = b.get();
+  rb->on_msg = [&](const message& m) {
+    if (std::this_thread::get_id() == caller)
+      on_caller = true;
+    auto id = bp->send("alice", "re: " + m.payload);
+    auto no = bp->mark_read("alice");
+    std::lock_guard<std::mutex> g{hm};
+    refused.push_back(no);
+    if (!id)
+      refused.push_back(id.error());
+  };
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(a->send("bob", "m" + std::to_string(i)).ok());
+  REQUIRE(ra->wait([&] { return ra->messages.size() == 20; }));
+  for (int i = 0; i < 20; ++i)
+    CHECK(ra->messages[i].payload == "re: m" + std::to_string(i));
+  CHECK(!on_caller);
+  {
+    std::lock_guard<std::mutex> g{hm};
+    REQUIRE(refused.size() == 20); // all refusals, no failed send
+    for (auto& st : refused) {
+      CHECK(st.code() == status_code::failed_precondition);
+      CHECK(st.message().find("inline") != std::string::npos);
+    }
+  }
+  // Outside a callback the same call works.
+  CHECK(b->mark_read("alice").ok());
+  rb->on_msg = nullptr;
 }
 
 TEST_CASE("an untrusted certificate and an unreachable server say why") {

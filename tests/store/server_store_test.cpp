@@ -43,10 +43,33 @@ struct fixture {
 
   std::vector<write_outcome> apply(std::vector<write_op> ops) {
     std::vector<write_outcome> out;
-    std::vector<uint64_t> touched;
-    auto st = db->apply(ops, out, touched);
+    std::vector<uint64_t> touched, heads;
+    std::vector<appended_record> appended;
+    auto st = db->apply(ops, out, touched, &heads, &appended);
     REQUIRE_MESSAGE(st.ok(), st.to_string());
     REQUIRE(out.size() == ops.size());
+    // Every batch: the touched users once each, ascending, with the heads
+    // of their logs after it (what the sessions are told).
+    REQUIRE(heads.size() == touched.size());
+    CHECK(std::is_sorted(touched.begin(), touched.end()));
+    CHECK(std::adjacent_find(touched.begin(), touched.end()) == touched.end());
+    for (size_t i = 0; i < touched.size(); ++i)
+      CHECK(heads[i] == db->head(touched[i]));
+    // ... and the records it appended, exactly as the log holds them
+    // (sessions stream those without reading them back).
+    for (auto& a : appended) {
+      CHECK(std::binary_search(touched.begin(), touched.end(), a.uid));
+      std::vector<log_record> stored;
+      REQUIRE(db->read_log(a.uid, a.rec.seq - 1, 1, 1 << 20, stored).ok());
+      REQUIRE(stored.size() == 1);
+      CHECK(stored[0].seq == a.rec.seq);
+      CHECK(stored[0].ts_ms == a.rec.ts_ms);
+      CHECK(stored[0].expires_ms == a.rec.expires_ms);
+      CHECK(stored[0].other_uid == a.rec.other_uid);
+      CHECK(stored[0].origin_device == a.rec.origin_device);
+      CHECK(stored[0].type == a.rec.type);
+      CHECK(stored[0].frame == a.rec.frame);
+    }
     return out;
   }
 
@@ -854,9 +877,9 @@ TEST_CASE("history: one conversation, newest first, page by page") {
   for (uint64_t i = 1; i <= 10; ++i)
     f.send(i, i % 2 == 0 ? "carol" : "bob", "m" + std::to_string(i));
   codec::sync_page page;
-  REQUIRE(f.db->read_conversation(f.alice.uid, "bob", 0, 0, 3, 1000, 1 << 20,
-                                  page)
-            .ok());
+  REQUIRE(
+    f.db->read_conversation(f.alice.uid, "bob", 0, 0, 3, 1000, 1 << 20, page)
+      .ok());
   std::vector<std::string> got;
   for (auto& m : page.messages) {
     CHECK(m.outgoing);
@@ -865,8 +888,9 @@ TEST_CASE("history: one conversation, newest first, page by page") {
   }
   CHECK(got == std::vector<std::string>{"m9", "m7", "m5"});
   CHECK(!page.complete);
-  REQUIRE(f.db->read_conversation(f.alice.uid, "bob", 0, page.resume_before, 3,
-                                  1000, 1 << 20, page)
+  REQUIRE(f.db
+            ->read_conversation(f.alice.uid, "bob", 0, page.resume_before, 3,
+                                1000, 1 << 20, page)
             .ok());
   got.clear();
   for (auto& m : page.messages)
@@ -874,9 +898,9 @@ TEST_CASE("history: one conversation, newest first, page by page") {
   CHECK(got == std::vector<std::string>{"m3", "m1"});
   CHECK(page.complete);
   // bob's side: the same conversation, incoming.
-  REQUIRE(f.db->read_conversation(f.bob.uid, "alice", 0, 0, 100, 1000, 1 << 20,
-                                  page)
-            .ok());
+  REQUIRE(
+    f.db->read_conversation(f.bob.uid, "alice", 0, 0, 100, 1000, 1 << 20, page)
+      .ok());
   REQUIRE(page.messages.size() == 5);
   CHECK(!page.messages[0].outgoing);
   CHECK(page.messages[0].sender == "alice");
@@ -886,8 +910,9 @@ TEST_CASE("history: one conversation, newest first, page by page") {
   size_t total = 0, pages = 0;
   uint64_t before = 0;
   for (;;) {
-    REQUIRE(f.db->read_conversation(f.alice.uid, "carol", 0, before, 100, 2,
-                                    1 << 20, page)
+    REQUIRE(f.db
+              ->read_conversation(f.alice.uid, "carol", 0, before, 100, 2,
+                                  1 << 20, page)
               .ok());
     total += page.messages.size();
     ++pages;
@@ -915,17 +940,18 @@ TEST_CASE("history: a group's messages with their edits applied") {
   op.now_ms = t0 + 1;
   REQUIRE(f.apply({op})[0].refusal.ok());
   codec::sync_page page;
-  REQUIRE(f.db->read_conversation(f.carol.uid, {}, gid, 0, 100, 1000, 1 << 20,
-                                  page)
-            .ok());
+  REQUIRE(
+    f.db->read_conversation(f.carol.uid, {}, gid, 0, 100, 1000, 1 << 20, page)
+      .ok());
   REQUIRE(page.messages.size() == 2);
   CHECK(page.messages[0].payload == "second");
   CHECK((page.messages[0].flags & codec::message_flags::edited) != 0);
   CHECK(page.messages[1].payload == "first");
   // Another group, or a 1:1 conversation, is not this one.
-  REQUIRE(f.db->read_conversation(f.carol.uid, "alice", 0, 0, 100, 1000,
-                                  1 << 20, page)
-            .ok());
+  REQUIRE(
+    f.db
+      ->read_conversation(f.carol.uid, "alice", 0, 0, 100, 1000, 1 << 20, page)
+      .ok());
   CHECK(page.messages.empty());
   CHECK(page.complete);
 }
@@ -971,7 +997,7 @@ TEST_CASE("format 1 is migrated: stored status_update records gain "
   auto dir = f.dir.path();
   // Make it a format-1 directory: the status_update bodies end before
   // `receivers`, and meta says 1.
-  size_t rewritten = 0;
+  size_t rewritten = 0, dedups = 0;
   {
     auto e = env::open(dir, {});
     REQUIRE(e.ok());
@@ -1002,11 +1028,31 @@ TEST_CASE("format 1 is migrated: stored status_update records gain "
         if (auto s = t.put(log, k, v); !s)
           return s;
       rewritten = edits.size();
+      // Format 1's dedup key: (uid, u8 length, device, mid).
+      dbi dedup;
+      if (auto s = open_tables(t, {{&dedup, "dedup"}}); !s)
+        return s;
+      auto d = t.open_cursor(dedup);
+      if (!d)
+        return d.error();
+      std::vector<std::pair<std::string, std::string>> old_keys;
+      for (auto s = d->first(); s && d->valid(); s = d->next()) {
+        std::string k{d->key()};
+        old_keys.emplace_back(k, std::string{d->value()});
+      }
+      for (auto& [k, v] : old_keys) {
+        if (auto s = t.del(dedup, k); !s)
+          return s;
+        if (auto s = t.put(dedup, k.substr(8) + k.substr(0, 8), v); !s)
+          return s;
+      }
+      dedups = old_keys.size();
       return {};
     });
     REQUIRE_MESSAGE(st.ok(), st.to_string());
   }
   REQUIRE(rewritten >= 1); // the DELIVERED receipt, at least
+  REQUIRE(dedups == 1);
   server_store_options o;
   o.env.sync = false;
   auto db = server_store::open(dir, o);
@@ -1019,14 +1065,30 @@ TEST_CASE("format 1 is migrated: stored status_update records gain "
       continue;
     ++statuses;
     codec::status_update su;
-    REQUIRE(codec::decode_body(reinterpret_cast<const uint8_t*>(r.frame.data()) +
-                                 codec::header_size,
-                               r.frame.size() - codec::header_size,
-                               su) == codec::errc::ok);
+    REQUIRE(
+      codec::decode_body(
+        reinterpret_cast<const uint8_t*>(r.frame.data()) + codec::header_size,
+        r.frame.size() - codec::header_size, su) == codec::errc::ok);
     CHECK(su.mid == 1);
     CHECK(su.receivers == 0);
   }
   CHECK(statuses >= 1);
+  // The dedup entry moved to its new key: a resend is still recognised.
+  append_op resend;
+  resend.sender_uid = f.alice.uid;
+  resend.app_id = "demo";
+  resend.sender = "alice";
+  resend.device = "a1";
+  resend.msg.mid = 1;
+  resend.msg.peer = "bob";
+  resend.msg.payload = "hi";
+  resend.now_ms = t0;
+  std::vector<write_op> ops{resend};
+  std::vector<write_outcome> out;
+  std::vector<uint64_t> touched;
+  REQUIRE((*db)->apply(ops, out, touched).ok());
+  CHECK(out[0].append.duplicate);
+  CHECK(out[0].append.status == message_status::sent);
   // Migrated once: opening again finds format 2 and changes nothing.
   db->reset();
   auto again = server_store::open(dir, o);

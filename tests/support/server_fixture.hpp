@@ -93,16 +93,6 @@ text(uint64_t mid, const std::string& peer, const std::string& payload,
   return s;
 }
 
-/// The immediate answer (seq 0) to message `mid`, skipping the log records
-/// (own sent copies, receipts) that the sender's device also streams.
-inline codec::status_update answer(test_client& c, uint64_t mid) {
-  for (;;) {
-    auto st = c.expect<codec::status_update>();
-    if (st.seq == 0 && st.mid == mid)
-      return st;
-  }
-}
-
 inline codec::login_failed
 failed_login(fixture& f, const std::string& app, const std::string& token,
              const std::string& device = "d1",

@@ -144,4 +144,18 @@ class test_client {
   uint64_t nonce_ = 0;
 };
 
+/// The answer to message `mid`: the immediate answer (seq 0), or its SENT
+/// as the sending device's own log record (a compact status_update with
+/// seq > 0), which the server sends instead of the answer when both leave
+/// in one write (PROTOCOL.md 6.5). Skips the other log records (receipts,
+/// other messages' own records).
+inline codec::status_update answer(test_client& c, uint64_t mid) {
+  for (;;) {
+    auto st = c.expect<codec::status_update>();
+    if (st.mid == mid &&
+        (st.seq == 0 || st.value == codec::message_status::sent))
+      return st;
+  }
+}
+
 } // namespace parley::test

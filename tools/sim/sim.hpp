@@ -66,7 +66,7 @@ struct options {
   uint32_t kill_server = 0;
   // Runtime.
   uint32_t threads = 1;
-  uint32_t callback_threads = 1;
+  uint32_t callback_threads = 0; ///< 0: listeners run inline on the actor threads
   // Output.
   std::string json_file;
   bool progress = true;
