@@ -107,6 +107,7 @@ struct client_state {
   /// the facade stored while the login replayed the outbox goes out once.
   std::unordered_set<uint64_t> unanswered;
   bool flush_pending = false; ///< A flush_atom is queued.
+  bool flush_wanted = false;  ///< Output waits for the end of the turn.
   /// Requests sent on this connection, by req, waiting for their answer.
   std::unordered_map<uint64_t, std::shared_ptr<std::promise<request_result>>>
     requests;
@@ -155,14 +156,38 @@ void flush_out(client_ptr self) {
 }
 
 /// Flushes once the messages queued now are handled: sends that arrive
-/// together leave in one TLS record and one write.
+/// together leave in one TLS record and one write (see end_turn).
 void schedule_flush(client_ptr self) {
-  auto& st = self->state;
-  if (st.flush_pending)
-    return;
-  st.flush_pending = true;
-  self->send(self, flush_atom::value);
+  self->state.flush_wanted = true;
 }
+
+/// The end of every handler (a `turn` guard): a wanted flush happens now
+/// when nothing else waits in the mailbox, else after what waits (a
+/// (flush) to itself). So the usual flush costs no message.
+void end_turn(client_ptr self) {
+  auto& st = self->state;
+  if (!st.flush_wanted)
+    return;
+  if (st.out.empty() && st.cipher.empty()) {
+    st.flush_wanted = false;
+    return;
+  }
+  if (self->mailbox().empty()) {
+    st.flush_wanted = false;
+    flush_out(self);
+    return;
+  }
+  if (!st.flush_pending) {
+    st.flush_pending = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+/// Calls end_turn when a handler returns (by any path).
+struct turn {
+  client_ptr self;
+  ~turn() { end_turn(self); }
+};
 
 /// Drops the connection (if any) without any status change.
 void drop(client_ptr self) {
@@ -526,6 +551,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
       self->state.stored_seq = self->state.acked_seq = *cur;
     return {
       [=](start_atom, reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         st.wanted = true;
         if (st.ph == phase::stopped)
@@ -534,6 +560,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
         slot->set_value({});
       },
       [=](reconnect_atom, reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         if (!st.wanted) {
           slot->set_value({0, "the client is not started: call start()",
@@ -551,6 +578,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
         slot->set_value({});
       },
       [=](stop_atom, reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         st.wanted = false;
         if (st.ph == phase::online) {
@@ -563,6 +591,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
         slot->set_value({});
       },
       [=](send_atom, store::client_message& m) {
+        turn t{self};
         // Stored by the facade. Sent unless offline (the login sends the
         // outbox), sent already on this connection (the login's replay got
         // it), or answered already.
@@ -579,9 +608,11 @@ caf::actor make_client_actor(caf::actor_system& sys,
       },
       [=](flush_atom) {
         self->state.flush_pending = false;
+        self->state.flush_wanted = false;
         flush_out(self);
       },
       [=](request_atom, server_request& r) {
+        turn t{self};
         auto& st = self->state;
         if (st.ph != phase::online) {
           r.slot->set_value(request_result{
@@ -604,6 +635,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
       },
       [=](presence_atom, std::string& peer, uint32_t group_id, uint8_t kind,
           reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         if (st.ph != phase::online) {
           slot->set_value({0,
@@ -619,6 +651,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
       },
       [=](subscribe_atom, bool on, std::vector<std::string>& users,
           reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         std::vector<std::string> changed;
         for (auto& u : users)
@@ -640,6 +673,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
         slot->set_value({});
       },
       [=](resend_atom, uint64_t id, reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         auto m = st.ctx->db->requeue(id);
         if (!m.ok()) {
@@ -653,11 +687,13 @@ caf::actor make_client_actor(caf::actor_system& sys,
         slot->set_value({id, {}});
       },
       [=](remove_atom, uint64_t id, reply_slot& slot) {
+        turn t{self};
         auto s = self->state.ctx->db->remove(id);
         slot->set_value({id, s ? std::string{} : s.to_string()});
       },
       [=](mark_atom, std::string& peer, uint32_t group_id, uint64_t up_to,
           reply_slot& slot) {
+        turn t{self};
         auto& st = self->state;
         auto seq = st.ctx->db->mark_read(peer, group_id, up_to);
         if (!seq) {
@@ -671,6 +707,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
         slot->set_value({*seq, {}});
       },
       [=](connected_atom, uint64_t gen, int fd) {
+        turn t{self};
         auto& st = self->state;
         if (gen != st.generation || st.ph != phase::connecting) {
           ::close(fd);
@@ -697,14 +734,18 @@ caf::actor make_client_actor(caf::actor_system& sys,
         flush_out(self); // the hello waits in TLS until the handshake ends
       },
       [=](failed_atom, uint64_t gen, std::string& reason, uint8_t) {
+        turn t{self};
         auto& st = self->state;
         if (gen != st.generation)
           return;
         lost(self, connection_status::connect_failure, reason, false);
       },
-      [=](io_atom) { on_io(self); },
-      [=](tick_atom) { connect(self); },
+      [=](io_atom) {
+        turn t{self}; on_io(self); },
+      [=](tick_atom) {
+        turn t{self}; connect(self); },
       [=](ping_atom, uint64_t gen) {
+        turn t{self};
         auto& st = self->state;
         if (gen != st.generation || st.ph != phase::online)
           return;

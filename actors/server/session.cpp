@@ -35,6 +35,7 @@ struct session_state {
   bool read_paused = false;      ///< Too many appends in flight: not reading.
   bool resume_queued = false;    ///< A resume_atom is in the mailbox.
   bool flush_queued = false;     ///< A flush_atom is in the mailbox.
+  bool flush_wanted = false;     ///< Output waits for the end of the turn.
   bool trim_after_flush = false; ///< Login done: give the handshake's
                                  ///< buffers back after the next flush.
   std::string peer_addr;
@@ -95,7 +96,15 @@ void unregister(session_ptr self) {
 }
 
 void schedule_flush(session_ptr self);
+void end_turn(session_ptr self);
 void trim(session_ptr self);
+
+/// Calls end_turn when a handler returns (by any path): every handler
+/// starts with one.
+struct turn {
+  session_ptr self;
+  ~turn() { end_turn(self); }
+};
 
 /// The socket is gone (closed by the peer, failed, or unwritable).
 void lost(session_ptr self) {
@@ -424,6 +433,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
                 std::move(frame))
       .then(
         [=](uint32_t reached) {
+          turn t{self};
           auto value = reached > 0 ? codec::message_status::sent
                                    : codec::message_status::user_offline;
           put(self, codec::status_update{
@@ -444,6 +454,7 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
           schedule_flush(self);
         },
         [=](caf::error& err) {
+          turn t{self};
           put(self, codec::status_update{
                       0,
                       mid,
@@ -474,12 +485,14 @@ void on_send(session_ptr self, codec::send& s, const uint8_t* body,
               std::move(req))
     .then(
       [=](const append_reply& rep) {
+        turn t{self};
         answer_append(self, mid, peer, gid,
                       static_cast<codec::message_status>(rep.status), rep.ts_ms,
                       rep.text, rep.receivers, rep.sender_seq, rep.duplicate,
                       rep.records);
       },
       [=](caf::error& err) {
+        turn t{self};
         answer_append(self, mid, peer, gid, codec::message_status::fail,
                       self->state.ctx->now(),
                       "the server's storage failed (" +
@@ -524,6 +537,7 @@ void on_change(session_ptr self, codec::frame_type t, const uint8_t* body,
               bytes(body, body + len))
     .then(
       [=](bytes& answer) {
+        turn t{self};
         auto& s = self->state;
         if (s.ph != phase::user)
           return;
@@ -531,6 +545,7 @@ void on_change(session_ptr self, codec::frame_type t, const uint8_t* body,
         schedule_flush(self);
       },
       [=](caf::error& err) {
+        turn t{self};
         put(self, codec::server_error{status_code::unavailable, 0,
                                       "the server's storage did not answer (" +
                                         self->system().render(err) + ")"});
@@ -998,15 +1013,46 @@ void on_data(session_ptr self, const uint8_t* ciphertext, size_t size) {
   schedule_flush(self);
 }
 
-/// Flushes once the messages queued now are handled: answers that arrive
-/// together (a store batch) leave in one TLS record and one send().
+/// Asks for a flush once the messages queued now are handled: answers that
+/// arrive together (a store batch) leave in one TLS record and one send().
+/// See end_turn.
 void schedule_flush(session_ptr self) {
-  auto& st = self->state;
-  if (st.flush_queued)
-    return;
-  st.flush_queued = true;
-  self->send(self, flush_atom::value);
+  self->state.flush_wanted = true;
 }
+
+/// Encrypts and sends what handlers queued; gives the handshake's buffers
+/// back after the login's flush.
+void do_flush(session_ptr self) {
+  auto& st = self->state;
+  st.flush_wanted = false;
+  flush_out(self);
+  if (st.trim_after_flush) {
+    st.trim_after_flush = false;
+    trim(self);
+  }
+}
+
+/// The end of every handler (a `turn` guard): a wanted flush happens now
+/// when nothing else waits in the mailbox, else after what waits (a
+/// (flush) to itself, behind it). So the usual flush costs no message.
+void end_turn(session_ptr self) {
+  auto& st = self->state;
+  if (!st.flush_wanted)
+    return;
+  if (st.out.empty() && st.cipher.empty() && !st.trim_after_flush) {
+    st.flush_wanted = false;
+    return;
+  }
+  if (self->mailbox().empty()) {
+    do_flush(self);
+    return;
+  }
+  if (!st.flush_queued) {
+    st.flush_queued = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
 
 /// The read buffer of this worker thread: sessions read into it and handle
 /// the bytes at once, so an idle session holds no 64 KiB buffer of its own.
@@ -1145,25 +1191,29 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
     st.host = st.peer_addr.substr(0, st.peer_addr.rfind(':'));
     self->send(self, tick_atom::value);
     return {
-      [=](io_atom) { on_io(self); },
+      [=](io_atom) {
+        turn t{self};
+        on_io(self);
+      },
       [=](resume_atom) {
+        turn t{self};
         self->state.resume_queued = false;
         read_loop(self);
       },
       [=](flush_atom) {
-        auto& s = self->state;
-        s.flush_queued = false;
-        flush_out(self);
-        if (s.trim_after_flush) {
-          s.trim_after_flush = false;
-          trim(self);
-        }
+        self->state.flush_queued = false;
+        do_flush(self);
       },
-      [=](log_atom) { pump(self); },
+      [=](log_atom) {
+        turn t{self};
+        pump(self);
+      },
       [=](log_atom, uint64_t head, const record_batch& records) {
+        turn t{self};
         offer(self, head, records);
       },
       [=](realtime_atom, const bytes& frame) {
+        turn t{self};
         auto& s = self->state;
         if (s.ph != phase::user)
           return;
@@ -1192,7 +1242,10 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
                                    "the server is shutting down: reconnect "
                                    "later"});
       },
-      [=](tick_atom) { on_tick(self); },
+      [=](tick_atom) {
+        turn t{self};
+        on_tick(self);
+      },
     };
   };
   return sys.spawn(fn, fd, std::move(ctx));
