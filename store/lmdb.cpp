@@ -49,6 +49,7 @@ status_code code_of(int rc) noexcept {
   case MDB_PAGE_FULL:
   case ENOSPC:
   case EDQUOT:
+  case EFBIG:
   case ENOMEM:
     return status_code::resource_exhausted;
   case MDB_CORRUPTED:
@@ -93,6 +94,9 @@ const char* hint_of(int rc) noexcept {
   case ENOSPC:
   case EDQUOT:
     return " (the disk is full: free disk space)";
+  case EFBIG:
+    return " (the file may not grow: a file size limit (ulimit -f) or the "
+           "file system's largest file)";
   default:
     return "";
   }

@@ -135,6 +135,10 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // Past a file size limit (ulimit -f) a write fails with EFBIG: the
+  // store refuses the batch with a reason, and parleyd goes on serving
+  // (the default action of SIGXFSZ would kill it).
+  std::signal(SIGXFSZ, SIG_IGN);
 
   auto srv = parley::server::start(opts);
   if (!srv) {

@@ -11,6 +11,8 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 using namespace parley;
 using namespace parley::test;
@@ -258,3 +260,59 @@ TEST_CASE("a full database refuses new messages with a reason and keeps "
   b->barrier();
   CHECK(b->queued() == 0);
 }
+
+TEST_CASE("a full disk (a file size limit) refuses new messages with a "
+          "reason, keeps delivering, and recovers when space returns") {
+  temp_dir dir;
+  parleyd_process srv{dir.path(), 0};
+  auto cert = dir.path() + "/cert.pem";
+  auto a = test_client::connect(srv.port(), cert);
+  a->login("demo", srv.token("alice"), "a1");
+  // The disk fills up: parleyd's files may not grow beyond 256 KiB more
+  // than the database holds now (as ENOSPC would: writes past it fail,
+  // with EFBIG; parleyd ignores SIGXFSZ).
+  struct stat info{};
+  REQUIRE(::stat((dir.path() + "/store/data.mdb").c_str(), &info) == 0);
+  rlimit full{static_cast<rlim_t>(info.st_size) + 256 * 1024, RLIM_INFINITY};
+  rlimit old{};
+  REQUIRE(::prlimit(srv.pid(), RLIMIT_FSIZE, nullptr, &old) == 0);
+  full.rlim_max = old.rlim_max;
+  REQUIRE(::prlimit(srv.pid(), RLIMIT_FSIZE, &full, nullptr) == 0);
+  std::string payload(3000, 'd');
+  uint64_t mid = 0;
+  codec::status_update refused;
+  for (;;) {
+    codec::send s;
+    s.mid = ++mid;
+    s.peer = "bob";
+    s.payload = payload;
+    a->send(s);
+    auto st = answer(*a, mid);
+    if (st.value != message_status::sent) {
+      refused = st;
+      break;
+    }
+    REQUIRE(mid < 5000);
+  }
+  CHECK(mid > 1);
+  CHECK(refused.value == message_status::fail);
+  CHECK(refused.text.find("could not store") != std::string::npos);
+  CHECK(refused.text.find("send it again") != std::string::npos);
+  // Reads go on: bob gets every message that was SENT, in order.
+  auto b = test_client::connect(srv.port(), cert);
+  b->login("demo", srv.token("bob"), "b1");
+  for (uint64_t i = 1; i < mid; ++i)
+    REQUIRE(b->expect<codec::message>().mid == i);
+  // Space returns: the refused message, sent again, is stored and arrives.
+  REQUIRE(::prlimit(srv.pid(), RLIMIT_FSIZE, &old, nullptr) == 0);
+  codec::send again;
+  again.mid = mid;
+  again.peer = "bob";
+  again.payload = "after the disk was freed";
+  a->send(again);
+  CHECK(answer(*a, mid).value == message_status::sent);
+  auto m = b->expect<codec::message>();
+  CHECK(m.mid == mid);
+  CHECK(m.payload == "after the disk was freed");
+}
+
