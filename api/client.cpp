@@ -267,6 +267,8 @@ struct client::impl {
   /// database; the position reached is kept in the key/value store.
   result<size_t> sync(const std::string& peer, uint32_t group_id,
                       size_t count) {
+    if (in_inline_callback()) // it waits for the server (and emits on_sync)
+      return status{status_code::failed_precondition, inline_refusal};
     if (group_id == 0 && (peer.empty() || peer.size() > codec::max_address))
       return status{status_code::invalid_argument,
                     "sync needs a peer address of 1 to " +

@@ -139,10 +139,15 @@ struct client_context {
         std::lock_guard<std::mutex> g{listeners_mtx};
         snapshot = listeners;
       }
-      ++inline_callbacks;
-      for (auto& l : snapshot)
+      struct depth { // exception-safe: a throwing listener undoes it too
+        depth() { ++inline_callbacks; }
+        ~depth() { --inline_callbacks; }
+      } in_callback;
+      for (auto& l : snapshot) {
+        if (closed) // the client was destroyed by a listener before this
+          return;
         f(*l);
-      --inline_callbacks;
+      }
       return;
     }
     events->post([this, f = std::move(f)] {

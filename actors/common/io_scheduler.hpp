@@ -122,6 +122,11 @@ class io_sharing : public caf::policy::unprofiled {
           guard.lock();
           d.polling = false;
         }
+        // This worker goes to run a job: a waiting one takes over the
+        // sockets (it finds nobody polling), so a long job here does not
+        // leave them unwatched.
+        if (!d.polling && d.sleepers > 0)
+          d.cv.notify_one();
         return job;
       }
       if (d.io && !d.polling) {

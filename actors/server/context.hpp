@@ -38,6 +38,10 @@ struct context {
   storage_actor storage;
   dispatcher_actor dispatcher;
   std::atomic<bool> stopping{false};
+  /// Counts edits and retractions, bumped by the storage actor before it
+  /// rewrites stored records: a session streams a record_batch only while
+  /// this still has the batch's value (else it reads the store).
+  std::atomic<uint64_t> rewrites{0};
   /// Failed logins per host (thread-safe; the only mutable shared part).
   std::unique_ptr<login_limiter> logins;
 

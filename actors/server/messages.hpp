@@ -82,8 +82,15 @@ typename Inspector::result_type inspect(Inspector& f, append_request& x) {
 /// The records one batch appended to one user's log, in seq order:
 /// handed to that user's sessions with the news, so that a session whose
 /// stream is at the first of them sends them without reading the store.
+/// `rewrites` is context::rewrites when the batch was made: copies taken
+/// before an edit or retraction rewrote stored records are not streamed.
+struct appended_batch {
+  uint64_t rewrites = 0;
+  std::vector<store::log_record> records;
+};
+
 /// Shared and immutable (several devices, one copy); local only.
-using record_batch = std::shared_ptr<const std::vector<store::log_record>>;
+using record_batch = std::shared_ptr<const appended_batch>;
 
 /// What became of an append (store::append_outcome, flattened).
 struct append_reply {

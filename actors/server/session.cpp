@@ -301,6 +301,21 @@ void pump(session_ptr self) {
   }
 }
 
+/// True when `batch` is what the store holds: no edit or retraction
+/// rewrote records since it was made, and none of its records expired (an
+/// expired record's fate depends on what the user's devices acked, which
+/// the store knows).
+bool fresh(session_ptr self, const appended_batch& batch) {
+  auto& st = self->state;
+  if (batch.rewrites != st.ctx->rewrites.load(std::memory_order_acquire))
+    return false;
+  auto now = st.ctx->now();
+  for (auto& r : batch.records)
+    if (r.expires_ms != 0 && r.expires_ms < now)
+      return false;
+  return true;
+}
+
 /// The store appended `batch` to this user's log (up to `head`): streamed
 /// as it is when it continues what this session streamed and fits the
 /// window; otherwise (a gap, a full window, records that may have expired)
@@ -309,12 +324,11 @@ void offer(session_ptr self, uint64_t head, const record_batch& batch) {
   auto& st = self->state;
   if (head <= st.sent_upto)
     return; // streamed already
-  if (batch && !batch->empty() && batch->front().seq == st.sent_upto + 1 &&
-      batch->back().seq == head && may_stream(self) &&
-      st.sent_upto - st.acked + batch->size() <= st.window) {
-    // Fresh records: none has expired, and none is in the expired table.
-    // delivered_upto only matters for expired records: 0 is safe.
-    stream(self, *batch, 0);
+  if (batch && !batch->records.empty() && fresh(self, *batch) &&
+      batch->records.front().seq == st.sent_upto + 1 &&
+      batch->records.back().seq == head && may_stream(self) &&
+      st.sent_upto - st.acked + batch->records.size() <= st.window) {
+    stream(self, batch->records, 0); // fresh: delivered_upto plays no role
     return;
   }
   pump(self);
@@ -366,8 +380,8 @@ void answer_append(session_ptr self, uint64_t mid, const std::string& peer,
       group_id == 0 && st.ph == phase::user) {
     st.own_streamed.clear();
     st.collect_own = true;
-    if (records && !records->empty())
-      offer(self, records->back().seq, records);
+    if (records && !records->records.empty())
+      offer(self, records->records.back().seq, records);
     else
       pump(self);
     st.collect_own = false;

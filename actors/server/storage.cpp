@@ -81,11 +81,11 @@ status apply_queued(storage_ptr self) {
           std::move(a.rec));
     }
     st.records.reserve(per.size());
+    auto epoch = st.ctx->rewrites.load(std::memory_order_acquire);
     for (auto& v : per)
-      st.records.push_back(
-        v.empty() ? nullptr
-                  : std::make_shared<const std::vector<store::log_record>>(
-                      std::move(v)));
+      st.records.push_back(v.empty() ? nullptr
+                                     : std::make_shared<const appended_batch>(
+                                         appended_batch{epoch, std::move(v)}));
     st.appended.clear();
   }
   if (!res)
@@ -213,6 +213,9 @@ bytes run_change(storage_ptr self, uint64_t uid, std::string app,
     auto op = change_of(f, uid, std::move(address), std::move(device),
                         st.ctx->now(), req);
     flush(self);
+    // Copies of records handed out so far may be rewritten now: sessions
+    // stream those from the store instead (see record_batch).
+    st.ctx->rewrites.fetch_add(1, std::memory_order_acq_rel);
     st.ops.emplace_back(std::move(op));
     auto res = apply_queued(self);
     st.ops.clear();
