@@ -83,7 +83,10 @@ channel::~channel() {
 
 uint32_t channel::take_events() {
   sig_->notified.store(false, std::memory_order_release);
-  return sig_->events.exchange(0, std::memory_order_acq_rel);
+  auto ev = sig_->events.exchange(0, std::memory_order_acq_rel);
+  if ((ev & io_event::hangup) != 0)
+    hangup_ = true;
+  return ev;
 }
 
 channel::read_result channel::read_some(uint8_t* buf, size_t max, size_t& n) {
@@ -93,8 +96,12 @@ channel::read_result channel::read_some(uint8_t* buf, size_t max, size_t& n) {
     if (r > 0) {
       n = static_cast<size_t>(r);
       // A short read emptied the socket: edge-triggered epoll reports the
-      // next bytes as a new event.
-      return n < max ? read_result::drained : read_result::data;
+      // next bytes as a new event. Not so the end of the stream once the
+      // hangup was reported: the peer's FIN (or a reset) that came with
+      // these bytes raises no event again, so the caller reads on until
+      // recv says so (else a peer that wrote and closed at once, as a
+      // killed server does, would never be seen to go).
+      return n < max && !hangup_ ? read_result::drained : read_result::data;
     }
     if (r == 0)
       return read_result::closed;

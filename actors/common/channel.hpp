@@ -86,6 +86,7 @@ class channel {
   std::shared_ptr<signal> sig_;
   std::vector<uint8_t> pending_;
   size_t pending_off_ = 0;
+  bool hangup_ = false; ///< The poller reported the peer's close or an error.
 };
 
 } // namespace parley::net

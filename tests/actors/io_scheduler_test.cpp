@@ -3,6 +3,7 @@
 // thread that runs the actors, and work sent from outside wakes a worker
 // that sleeps in epoll_wait.
 
+#include "actors/common/channel.hpp"
 #include "actors/common/io_scheduler.hpp"
 #include "actors/common/tsan.hpp"
 
@@ -83,4 +84,34 @@ TEST_CASE("io scheduler: a system on another scheduler has no io poller") {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   CHECK(parley::net::io_poller_of(sys) == nullptr);
+}
+
+TEST_CASE("channel: bytes and the peer's close that came with them are both "
+          "seen, though the close raises no second event") {
+  auto p = parley::net::poller::start("test.io");
+  REQUIRE(p.ok());
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  // The peer writes and closes before the channel reads anything: one
+  // event reports both (as a killed server's last bytes and FIN).
+  REQUIRE(::write(sv[1], "bye", 3) == 3);
+  ::close(sv[1]);
+  auto told = std::make_shared<std::promise<void>>();
+  auto once = std::make_shared<std::once_flag>();
+  auto ch = parley::net::channel::open(**p, sv[0], [told, once] {
+    std::call_once(*once, [&] { told->set_value(); });
+  });
+  REQUIRE(ch.ok());
+  REQUIRE(told->get_future().wait_for(10s) == std::future_status::ready);
+  auto ev = (*ch)->take_events();
+  CHECK((ev & parley::net::io_event::readable) != 0);
+  CHECK((ev & parley::net::io_event::hangup) != 0);
+  uint8_t buf[64];
+  size_t n = 0;
+  // A short read, but not "drained": the end of the stream is still to see.
+  CHECK((*ch)->read_some(buf, sizeof(buf), n) ==
+        parley::net::channel::read_result::data);
+  CHECK(n == 3);
+  CHECK((*ch)->read_some(buf, sizeof(buf), n) ==
+        parley::net::channel::read_result::closed);
 }
