@@ -418,7 +418,24 @@ class lmdb_client_store final : public client_store {
     return std::optional<client_message>{std::move(m)};
   }
 
-  /// An id (u64 LE value) of an index table, or 0 when absent.
+  /// Calls fn(key, value) for each receipts row of the group message
+  /// `mid`: its receivers row (key of 8 bytes), then a row per member.
+  template<class Fn>
+  status scan_receipts(txn& t, uint64_t mid, Fn fn) {
+    auto c = t.open_cursor(receipts);
+    if (!c)
+      return c.error();
+    auto prefix = be64(mid);
+    if (auto s = c->seek(prefix); !s)
+      return s;
+    while (c->valid() && c->key().substr(0, 8) == prefix) {
+      fn(c->key(), c->value());
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return {};
+  }
+
   /// Drops the receipts recorded for the group message `mid`.
   status delete_receipts(txn& t, uint64_t mid) {
     auto c = t.open_cursor(receipts);
@@ -433,6 +450,7 @@ class lmdb_client_store final : public client_store {
     return {};
   }
 
+  /// An id (u64 LE value) of an index table, or 0 when absent.
   result<uint64_t> index_get(txn& t, dbi db, std::string_view key,
                              const char* table) const {
     auto v = t.get(db, key);
@@ -846,25 +864,17 @@ lmdb_client_store::member_status(uint64_t mid, const std::string& member,
         return s;
     }
     out = receipt_counts{};
-    auto c = t.open_cursor(this->receipts);
-    if (!c)
-      return c.error();
-    auto prefix = be64(mid);
-    if (auto s = c->seek(prefix); !s)
-      return s;
-    while (c->valid() && c->key().substr(0, 8) == prefix) {
-      if (c->key().size() == 8) {
-        if (c->value().size() >= 4)
-          out.receivers = get_le32(c->value().data());
-      } else if (!c->value().empty()) {
-        auto v = static_cast<uint8_t>(c->value()[0]);
+    return scan_receipts(t, mid, [&](std::string_view key,
+                                     std::string_view value) {
+      if (key.size() == 8) {
+        if (value.size() >= 4)
+          out.receivers = get_le32(value.data());
+      } else if (!value.empty()) {
+        auto v = static_cast<uint8_t>(value[0]);
         out.delivered += v >= 2 ? 1 : 0;
         out.read += v >= 3 ? 1 : 0;
       }
-      if (auto s = c->next(); !s)
-        return s;
-    }
-    return {};
+    });
   });
   if (!st)
     return st;
@@ -877,20 +887,15 @@ lmdb_client_store::member_receipts(uint64_t mid) {
   auto t = e->begin_read();
   if (!t)
     return t.error();
-  auto c = t->open_cursor(this->receipts);
-  if (!c)
-    return c.error();
-  auto prefix = be64(mid);
-  if (auto s = c->seek(prefix); !s)
-    return s;
-  while (c->valid() && c->key().substr(0, 8) == prefix) {
-    if (c->key().size() > 8 && c->value().size() >= 9)
-      out.push_back(member_receipt{std::string{c->key().substr(8)},
-                                   static_cast<uint8_t>(c->value()[0]),
-                                   get_le64(c->value().data() + 1)});
-    if (auto s = c->next(); !s)
-      return s;
-  }
+  auto st = scan_receipts(*t, mid, [&](std::string_view key,
+                                       std::string_view value) {
+    if (key.size() > 8 && value.size() >= 9)
+      out.push_back(member_receipt{std::string{key.substr(8)},
+                                   static_cast<uint8_t>(value[0]),
+                                   get_le64(value.data() + 1)});
+  });
+  if (!st)
+    return st;
   return out;
 }
 

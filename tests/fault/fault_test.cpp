@@ -107,6 +107,24 @@ codec::message receive_after(test_client& c, uint64_t& last) {
   }
 }
 
+/// Sends `payload` to bob (mids 1, 2, ...) until a send is not SENT; returns
+/// that answer, with `mid` the refused message's.
+codec::status_update send_until_refused(test_client& a,
+                                        const std::string& payload,
+                                        uint64_t& mid) {
+  for (;;) {
+    codec::send s;
+    s.mid = ++mid;
+    s.peer = "bob";
+    s.payload = payload;
+    a.send(s);
+    auto st = answer(a, mid);
+    if (st.value != message_status::sent)
+      return st;
+    REQUIRE(mid < 5000);
+  }
+}
+
 } // namespace
 
 TEST_CASE("kill -9 parleyd under a chat load, 3 cycles: nothing SENT is lost, "
@@ -236,20 +254,7 @@ TEST_CASE("a full database refuses new messages with a reason and keeps "
   a->login("demo", srv.token("alice"), "a1");
   std::string payload(3000, 'q');
   uint64_t mid = 0;
-  codec::status_update refused;
-  for (;;) {
-    codec::send s;
-    s.mid = ++mid;
-    s.peer = "bob";
-    s.payload = payload;
-    a->send(s);
-    auto st = answer(*a, mid);
-    if (st.value != message_status::sent) {
-      refused = st;
-      break;
-    }
-    REQUIRE(mid < 5000);
-  }
+  auto refused = send_until_refused(*a, payload, mid);
   CHECK(refused.value == message_status::fail);
   CHECK(refused.text.find("storage is full") != std::string::npos);
   // bob still gets every message that was SENT, in order.
@@ -280,20 +285,7 @@ TEST_CASE("a full disk (a file size limit) refuses new messages with a "
   REQUIRE(::prlimit(srv.pid(), RLIMIT_FSIZE, &full, nullptr) == 0);
   std::string payload(3000, 'd');
   uint64_t mid = 0;
-  codec::status_update refused;
-  for (;;) {
-    codec::send s;
-    s.mid = ++mid;
-    s.peer = "bob";
-    s.payload = payload;
-    a->send(s);
-    auto st = answer(*a, mid);
-    if (st.value != message_status::sent) {
-      refused = st;
-      break;
-    }
-    REQUIRE(mid < 5000);
-  }
+  auto refused = send_until_refused(*a, payload, mid);
   CHECK(mid > 1);
   CHECK(refused.value == message_status::fail);
   CHECK(refused.text.find("could not store") != std::string::npos);
