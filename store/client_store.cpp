@@ -418,6 +418,20 @@ class lmdb_client_store final : public client_store {
     return std::optional<client_message>{std::move(m)};
   }
 
+  /// The message `id`; not_found ("<what>: there is no message <id>")
+  /// when absent.
+  result<client_message> load_existing(txn& t, uint64_t id,
+                                       const char* what) const {
+    auto m = load(t, id);
+    if (!m)
+      return m.error();
+    if (!*m)
+      return parley::status{status_code::not_found,
+                            std::string{what} + ": there is no message " +
+                              hex_id(id)};
+    return std::move(**m);
+  }
+
   /// Calls fn(key, value) for each receipts row of the group message
   /// `mid`: its receivers row (key of 8 bytes), then a row per member.
   template<class Fn>
@@ -845,13 +859,8 @@ lmdb_client_store::member_status(uint64_t mid, const std::string& member,
                                  uint8_t status, uint64_t ts_ms) {
   receipt_counts out;
   auto st = e->write([&](txn& t) -> parley::status {
-    auto m = load(t, mid);
-    if (!m)
+    if (auto m = load_existing(t, mid, "member_status"); !m)
       return m.error();
-    if (!*m)
-      return parley::status{status_code::not_found,
-                            "member_status: there is no message " +
-                              hex_id(mid)};
     auto key = be64(mid) + member;
     auto old = t.get(this->receipts, key);
     if (!old)
@@ -913,13 +922,10 @@ result<client_message> lmdb_client_store::change(uint64_t id,
                                                  bool* changed) {
   client_message out;
   auto st = e->write([&](txn& t) -> parley::status {
-    auto m = load(t, id);
+    auto m = load_existing(t, id, "change");
     if (!m)
       return m.error();
-    if (!*m)
-      return parley::status{status_code::not_found,
-                            "change: there is no message " + hex_id(id)};
-    out = std::move(**m);
+    out = std::move(*m);
     bool differs =
       (out.flags | add_flags) != out.flags || out.payload != payload;
     if (changed != nullptr)
@@ -1102,13 +1108,10 @@ result<uint64_t> lmdb_client_store::mark_read(const std::string& peer,
 
 status lmdb_client_store::remove(uint64_t id) {
   return e->write([&](txn& t) -> status {
-    auto m = load(t, id);
+    auto m = load_existing(t, id, "remove");
     if (!m)
       return m.error();
-    if (!*m)
-      return status{status_code::not_found,
-                    "remove: there is no message " + hex_id(id)};
-    auto& msg = **m;
+    auto& msg = *m;
     auto key = be64(id);
     if (auto s = t.del(messages, key); !s)
       return s;
