@@ -52,6 +52,11 @@ struct session_state {
   // delivery state: the log is streamed in order from the device's cursor
   uint32_t window = 0;
   uint64_t sent_upto = 0;         ///< Highest seq streamed (or skipped).
+  /// The log may hold records after sent_upto only when sent_upto < this:
+  /// raised by every append this session is told of (with its head), set
+  /// to sent_upto when a read found nothing more. An ack then reads the
+  /// store only when there is something to stream.
+  uint64_t maybe_head = UINT64_MAX;
   uint64_t last_delivered = 0;    ///< Highest seq actually sent.
   uint64_t acked = 0;             ///< Highest seq the device acknowledged.
   uint32_t appends_in_flight = 0; ///< Sends waiting for the store.
@@ -295,8 +300,12 @@ void pump(session_ptr self) {
                          st.peer_addr, st.uid, s.to_string());
       break;
     }
-    if (st.records.empty())
+    if (st.records.empty()) {
+      // Nothing after sent_upto in this snapshot: a later append comes
+      // with its own (log) news, which raises maybe_head again.
+      st.maybe_head = st.sent_upto;
       break;
+    }
     stream(self, st.records, delivered_upto);
   }
 }
@@ -322,6 +331,7 @@ bool fresh(session_ptr self, const appended_batch& batch) {
 /// read from the store.
 void offer(session_ptr self, uint64_t head, const record_batch& batch) {
   auto& st = self->state;
+  st.maybe_head = std::max(st.maybe_head, head);
   if (head <= st.sent_upto)
     return; // streamed already
   if (batch && !batch->records.empty() && fresh(self, *batch) &&
@@ -536,7 +546,8 @@ void on_ack(session_ptr self, uint64_t seq) {
   if (st.acked == st.last_delivered)
     st.acked = st.sent_upto; // skipped records at the tail
   self->send(st.ctx->storage, ack_atom::value, st.uid, st.device, st.acked);
-  pump(self);
+  if (st.sent_upto < st.maybe_head)
+    pump(self); // the window has room again for what the log may hold
 }
 
 /// A group change, edit or retraction: the storage actor applies it and
@@ -1147,7 +1158,8 @@ void on_io(session_ptr self) {
       lost(self);
       return;
     }
-    pump(self); // streaming may have waited for room
+    if (st.sent_upto < st.maybe_head)
+      pump(self); // streaming may have waited for room
   }
   if ((ev & net::io_event::readable) != 0 && !st.read_paused)
     read_loop(self);

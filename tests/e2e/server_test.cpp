@@ -93,6 +93,30 @@ TEST_CASE("1:1 online: SENT, delivery, DELIVERED, READ in order") {
   CHECK(read.seq == 3);
 }
 
+TEST_CASE("a device's window: what is beyond it follows the device's acks") {
+  // bob's log is read empty at login and streamed from each batch after
+  // that; records held back by the window must still follow his acks.
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  auto b = f.login(f.bob_token, "b1", 2);
+  a->send(text(1, "bob", "m1", 0));
+  CHECK(answer(*a, 1).value == message_status::sent);
+  CHECK(b->expect<codec::message>().seq == 1);
+  b->send(codec::ack{1});
+  for (uint64_t i = 2; i <= 7; ++i) {
+    a->send(text(i, "bob", "m" + std::to_string(i), 0));
+    CHECK(answer(*a, i).value == message_status::sent);
+  }
+  for (uint64_t i = 2; i <= 7; i += 2) {
+    auto m1 = b->expect<codec::message>();
+    auto m2 = b->expect<codec::message>();
+    CHECK(m1.seq == i);
+    CHECK(m2.seq == i + 1);
+    CHECK(m2.payload == "m" + std::to_string(i + 1));
+    b->send(codec::ack{m2.seq});
+  }
+}
+
 TEST_CASE("offline receiver gets messages in order when it logs in") {
   fixture f;
   auto a = f.login(f.alice_token, "a1");

@@ -53,16 +53,18 @@ uint64_t ledger::next(uint32_t from, uint32_t to) {
   auto& sh = shard_of(key_);
   std::lock_guard<std::mutex> guard{sh.mtx};
   auto& c = sh.convs[key_];
-  auto k = ++c.next_k;
   c.flags.push_back(f_attempted);
-  return k;
+  return c.flags.size();
 }
 
 void ledger::refused(uint32_t from, uint32_t to, uint64_t k) {
   auto key_ = key(from, to);
   auto& sh = shard_of(key_);
   std::lock_guard<std::mutex> guard{sh.mtx};
-  auto& c = sh.convs[key_];
+  auto it = sh.convs.find(key_);
+  if (it == sh.convs.end())
+    return;
+  auto& c = it.value();
   if (k >= 1 && k <= c.flags.size())
     c.flags[k - 1] = 0;
 }
@@ -71,7 +73,10 @@ void ledger::status(uint32_t from, uint32_t to, uint64_t k, uint8_t s) {
   auto key_ = key(from, to);
   auto& sh = shard_of(key_);
   std::lock_guard<std::mutex> guard{sh.mtx};
-  auto& c = sh.convs[key_];
+  auto it = sh.convs.find(key_);
+  if (it == sh.convs.end())
+    return;
+  auto& c = it.value();
   if (k < 1 || k > c.flags.size())
     return;
   auto& f = c.flags[k - 1];
@@ -123,8 +128,8 @@ uint64_t ledger::outstanding() const {
   for (auto& sh : shards_) {
     std::lock_guard<std::mutex> guard{sh.mtx};
     for (auto& [k, c] : sh.convs)
-      for (auto f : c.flags)
-        if (!done(f))
+      for (size_t i = 0; i < c.flags.size(); ++i)
+        if (!done(c.flags[i]))
           ++n;
   }
   return n;
@@ -163,7 +168,8 @@ totals ledger::finish() const {
       t.duplicated += c.duplicated;
       t.reordered += c.reordered;
       t.unexpected += c.unexpected;
-      for (auto f : c.flags) {
+      for (size_t i = 0; i < c.flags.size(); ++i) {
+        auto f = c.flags[i];
         if ((f & f_attempted) == 0)
           continue;
         ++t.attempted;

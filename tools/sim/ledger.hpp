@@ -21,8 +21,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include <tsl/robin_map.h>
 
 namespace parley::sim {
 
@@ -96,18 +97,55 @@ class ledger {
   static constexpr uint8_t f_failed = 0x08;
   static constexpr uint8_t f_delivered = 0x10;
 
+  /// The flags of a conversation's messages: the first ones inline (most
+  /// conversations of a random-pairs run hold one or two messages), the
+  /// rest on the heap.
+  class flag_list {
+   public:
+    size_t size() const { return n_; }
+    uint8_t& operator[](size_t i) {
+      return i < inline_n ? small_[i] : big_[i - inline_n];
+    }
+    uint8_t operator[](size_t i) const {
+      return i < inline_n ? small_[i] : big_[i - inline_n];
+    }
+    void push_back(uint8_t f) {
+      if (n_ < inline_n)
+        small_[n_] = f;
+      else
+        big_.push_back(f);
+      ++n_;
+    }
+
+   private:
+    static constexpr size_t inline_n = 12;
+    uint8_t small_[inline_n] = {};
+    uint32_t n_ = 0;
+    std::vector<uint8_t> big_;
+  };
+
   struct conv {
-    uint64_t next_k = 0;
     uint64_t max_delivered = 0;
-    uint64_t duplicated = 0;
-    uint64_t reordered = 0;
-    uint64_t unexpected = 0;
-    std::vector<uint8_t> flags;
+    uint32_t duplicated = 0;
+    uint32_t reordered = 0;
+    uint32_t unexpected = 0;
+    flag_list flags; ///< Message k's at index k - 1: k = 1 .. size().
+  };
+
+  /// Keys are (from << 32 | to): mixed, so that the table's low bits do not
+  /// see only the receiver.
+  struct key_hash {
+    size_t operator()(uint64_t k) const noexcept {
+      k ^= k >> 33;
+      k *= 0xff51afd7ed558ccdull;
+      k ^= k >> 33;
+      return static_cast<size_t>(k);
+    }
   };
 
   struct shard {
     mutable std::mutex mtx;
-    std::unordered_map<uint64_t, conv> convs;
+    tsl::robin_map<uint64_t, conv, key_hash> convs;
   };
 
   static constexpr size_t shard_count = 64;
