@@ -4,13 +4,15 @@
 //
 //   msgs_     id -> message
 //   conv      per conversation (peers_ by peer, groups_ by group id): the
-//             ids it holds in ascending order (a deque: appends and the
+//             ids it holds in ascending order (an id_queue: appends and the
 //             evictions of old messages are at its ends), its last id, its
 //             unread count and, once evicted, its last message
 //   by_seq_   seq -> id              (dedup of incoming by server log seq)
-//   by_mid_   mid -> id, a multimap  (dedup by (sender, mid): the sender is
-//             compared on the message, so no key copies the sender)
-//   outbox_   mids not yet SENT, ascending
+//   by_mid_   mid -> id              (dedup by (sender, mid): the sender is
+//             compared on the message, so no key copies the sender; the
+//             rare second message with a mid held already goes to
+//             more_mid_, a multimap)
+//   outbox_   mids not yet SENT (sorted when listed)
 //   run_, heap_  ids that became evictable (see memory_options), oldest
 //             first: run_ an ascending deque for the usual case (messages
 //             become final in id order: O(1)), heap_ a min-heap for the
@@ -30,6 +32,9 @@
 #include <set>
 #include <shared_mutex>
 #include <unordered_map>
+
+#include <tsl/robin_map.h>
+#include <tsl/robin_set.h>
 
 namespace parley::store {
 
@@ -62,8 +67,61 @@ bool evictable(const client_message& m) {
   }
 }
 
+/// A deque of ids in one vector: appends at the back, removals mostly at
+/// the front (evictions), now and then in the middle. std::deque allocates
+/// a 512-byte block for its first element, and a client of a random-pairs
+/// run holds hundreds of conversations of one or two messages.
+class id_queue {
+ public:
+  using iterator = std::vector<uint64_t>::iterator;
+  using const_iterator = std::vector<uint64_t>::const_iterator;
+  using const_reverse_iterator =
+    std::vector<uint64_t>::const_reverse_iterator;
+
+  bool empty() const { return head_ == v_.size(); }
+  size_t size() const { return v_.size() - head_; }
+  uint64_t front() const { return v_[head_]; }
+  uint64_t back() const { return v_.back(); }
+  iterator begin() { return v_.begin() + static_cast<ptrdiff_t>(head_); }
+  iterator end() { return v_.end(); }
+  const_iterator begin() const {
+    return v_.begin() + static_cast<ptrdiff_t>(head_);
+  }
+  const_iterator end() const { return v_.end(); }
+  const_reverse_iterator rbegin() const { return v_.rbegin(); }
+  const_reverse_iterator rend() const {
+    return v_.rend() - static_cast<ptrdiff_t>(head_);
+  }
+  void push_back(uint64_t id) { v_.push_back(id); }
+  void insert(iterator pos, uint64_t id) { v_.insert(pos, id); }
+  void erase(iterator pos) { v_.erase(pos); }
+  void pop_front() {
+    // The dead prefix is dropped once it is half of the vector: amortised
+    // O(1), and never more than twice the ids held.
+    if (++head_ * 2 >= v_.size()) {
+      v_.erase(v_.begin(), v_.begin() + static_cast<ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+
+ private:
+  std::vector<uint64_t> v_;
+  size_t head_ = 0; ///< v_[0, head_) were popped.
+};
+
+/// Seqs and mids as keys: mixed, so that open addressing over a power of
+/// two does not see only their low bits.
+struct id_hash {
+  size_t operator()(uint64_t k) const noexcept {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    return static_cast<size_t>(k);
+  }
+};
+
 struct conversation {
-  std::deque<uint64_t> ids; ///< Held messages, ascending.
+  id_queue ids; ///< Held messages, ascending.
   uint64_t last_id = 0;     ///< Highest id stored (held or evicted).
   uint64_t unread = 0;      ///< Unread incoming messages held.
   /// The last message, once evicted (summary() still shows it).
@@ -145,9 +203,11 @@ class memory_client_store final : public client_store {
 
   result<std::vector<client_message>> outbox() override {
     std::shared_lock lock{mu_};
+    std::vector<uint64_t> mids(outbox_.begin(), outbox_.end());
+    std::sort(mids.begin(), mids.end());
     std::vector<client_message> out;
-    out.reserve(outbox_.size());
-    for (auto mid : outbox_) {
+    out.reserve(mids.size());
+    for (auto mid : mids) {
       auto it = msgs_.find(mid);
       if (it == msgs_.end())
         return broken("outbox: message " + hex_id(mid) +
@@ -516,12 +576,44 @@ class memory_client_store final : public client_store {
 
   /// The held (sender, mid) message's id, 0 when none.
   uint64_t find_mid(const std::string& sender, uint64_t mid) const {
-    auto [b, e] = by_mid_.equal_range(mid);
+    auto sent_by = [&](uint64_t id) {
+      auto it = msgs_.find(id);
+      return it != msgs_.end() && it->second.sender == sender;
+    };
+    auto first = by_mid_.find(mid);
+    if (first == by_mid_.end())
+      return 0; // (more_mid_ holds a mid only while by_mid_ does)
+    if (sent_by(first->second))
+      return first->second;
+    auto [b, e] = more_mid_.equal_range(mid);
     for (auto i = b; i != e; ++i)
-      if (auto it = msgs_.find(i->second);
-          it != msgs_.end() && it->second.sender == sender)
+      if (sent_by(i->second))
         return i->second;
     return 0;
+  }
+
+  void index_mid(uint64_t mid, uint64_t id) {
+    if (!by_mid_.emplace(mid, id).second)
+      more_mid_.emplace(mid, id);
+  }
+
+  void unindex_mid(uint64_t mid, uint64_t id) {
+    auto [b, e] = more_mid_.equal_range(mid);
+    auto first = by_mid_.find(mid);
+    if (first != by_mid_.end() && first->second == id) {
+      if (b == e) {
+        by_mid_.erase(first);
+      } else { // another message with this mid takes its place
+        first.value() = b->second;
+        more_mid_.erase(b);
+      }
+      return;
+    }
+    for (auto i = b; i != e; ++i)
+      if (i->second == id) {
+        more_mid_.erase(i);
+        return;
+      }
   }
 
   void unindex_seq(uint64_t seq, uint64_t id) {
@@ -546,7 +638,7 @@ class memory_client_store final : public client_store {
     if (m.seq != 0)
       by_seq_[m.seq] = id;
     if (!look_up_mid || find_mid(m.sender, m.mid) == 0)
-      by_mid_.emplace(m.mid, id);
+      index_mid(m.mid, id);
     auto& c = make_conv(m);
     if (c.ids.empty() || c.ids.back() < id)
       c.ids.push_back(id);
@@ -574,12 +666,7 @@ class memory_client_store final : public client_store {
     uint64_t id = m.id;
     if (m.seq != 0)
       unindex_seq(m.seq, id);
-    auto [b, e] = by_mid_.equal_range(m.mid);
-    for (auto i = b; i != e; ++i)
-      if (i->second == id) {
-        by_mid_.erase(i);
-        break;
-      }
+    unindex_mid(m.mid, id);
     if (m.outgoing) {
       outbox_.erase(id);
       progress_.erase(id);
@@ -661,15 +748,16 @@ class memory_client_store final : public client_store {
   std::unordered_map<uint64_t, client_message> msgs_;
   std::unordered_map<std::string, conversation> peers_;
   std::unordered_map<uint32_t, conversation> groups_;
-  std::unordered_map<uint64_t, uint64_t> by_seq_;
-  std::unordered_multimap<uint64_t, uint64_t> by_mid_;
+  tsl::robin_map<uint64_t, uint64_t, id_hash> by_seq_;
+  tsl::robin_map<uint64_t, uint64_t, id_hash> by_mid_;
+  std::unordered_multimap<uint64_t, uint64_t> more_mid_;
   /// Group messages sent from here: receivers and each member's status.
   struct progress {
     uint32_t receivers = 0;
     std::map<std::string, std::pair<uint8_t, uint64_t>> members;
   };
   std::unordered_map<uint64_t, progress> progress_;
-  std::set<uint64_t> outbox_;
+  tsl::robin_set<uint64_t, id_hash> outbox_;
   std::deque<uint64_t> run_;   ///< Evictable ids, ascending.
   std::vector<uint64_t> heap_; ///< Min-heap of the other evictable ids.
   std::unordered_map<std::string, std::string> kv_;

@@ -425,6 +425,38 @@ TEST_CASE_TEMPLATE(
         status_code::invalid_argument);
 }
 
+TEST_CASE_TEMPLATE("one mid from several senders: each found until removed", B,
+                   lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  std::vector<uint64_t> ids;
+  for (std::string s : {"bob", "carol", "dave"}) {
+    auto m = fixture::incoming(s, 0, 0, 77, "hi from " + s);
+    auto r = f.db->add_incoming(m);
+    REQUIRE(r.ok());
+    CHECK(*r);
+    ids.push_back(m.id);
+  }
+  // The first one indexed goes: the others are still recognised.
+  REQUIRE(f.db->remove(ids[0]).ok());
+  for (size_t i : {1, 2}) {
+    auto again = fixture::incoming(i == 1 ? "carol" : "dave", 0, 0, 77, "x");
+    auto r = f.db->add_incoming(again);
+    REQUIRE(r.ok());
+    CHECK(!*r);
+    CHECK(again.id == ids[i]);
+  }
+  // A middle one goes: the last is still recognised, and bob's is new now.
+  REQUIRE(f.db->remove(ids[1]).ok());
+  auto d = fixture::incoming("dave", 0, 0, 77, "x");
+  REQUIRE(f.db->add_incoming(d).ok());
+  CHECK(d.id == ids[2]);
+  auto b = fixture::incoming("bob", 0, 0, 77, "back");
+  auto r = f.db->add_incoming(b);
+  REQUIRE(r.ok());
+  CHECK(*r);
+  CHECK(f.get(b.id).payload == "back");
+}
+
 TEST_CASE_TEMPLATE("the cursor only rises and persists", B, lmdb_backend,
                    memory_backend) {
   fixture f{B::memory};
