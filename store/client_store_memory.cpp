@@ -125,7 +125,9 @@ struct conversation {
   uint64_t last_id = 0;     ///< Highest id stored (held or evicted).
   uint64_t unread = 0;      ///< Unread incoming messages held.
   /// The last message, once evicted (summary() still shows it).
-  std::optional<client_message> evicted_last;
+  /// (A pointer: most conversations never need it, and a node this small
+  /// keeps a client's conversations in a few cache lines.)
+  std::unique_ptr<client_message> evicted_last;
 };
 
 class memory_client_store final : public client_store {
@@ -686,7 +688,7 @@ class memory_client_store final : public client_store {
         if (!own_outgoing(m))
           evicted_seq_ = std::max(evicted_seq_, m.seq);
         if (c->last_id == id)
-          c->evicted_last = std::move(m);
+          c->evicted_last = std::make_unique<client_message>(std::move(m));
       } else if (c->ids.empty()) {
         drop_conv(m); // the conversation is empty now
       } else if (c->last_id == id) {
