@@ -588,6 +588,21 @@ status txn::del(dbi db, std::string_view key) {
   return {};
 }
 
+status txn::clear(dbi db) {
+  if (txn_ == nullptr)
+    return status{status_code::failed_precondition,
+                  "clear: the transaction has ended"};
+  if (auto st = check_write("clear", db); !st.ok())
+    return st;
+  int rc = mdb_drop(txn_, db.id(), 0);
+  if (rc != 0) {
+    if (rc == MDB_MAP_FULL)
+      map_full_ = true;
+    return fail(rc, "clear", db);
+  }
+  return {};
+}
+
 result<uint64_t> txn::entries(dbi db) const {
   if (txn_ == nullptr)
     return status{status_code::failed_precondition,

@@ -316,6 +316,11 @@ class txn {
   /// Deletes `key`. Errors: not_found when absent, as for put() otherwise.
   status del(dbi db, std::string_view key);
 
+  /// Deletes every entry of `db` (mdb_drop without deleting the database):
+  /// the pages go back to the free list without being rewritten. Cursors on
+  /// `db` must be closed first.
+  status clear(dbi db);
+
   /// Number of entries in `db`.
   result<uint64_t> entries(dbi db) const;
 

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <unordered_set>
@@ -24,7 +25,9 @@ namespace parley::store {
 //   tokens      sha256(token) -> u64 uid, u64 expires_ms, u8 revoked, app_id
 //   user_tokens uid, sha256(token) -> ""
 //   log         uid, seq -> record (see encode_record)
-//   state       uid -> u64 head, u64 delivered_upto
+//   journal_0/1 gen, uid, seq -> record: recent appends (see "the journal")
+//   state       uid -> u64 head, u64 delivered_upto, then per journal
+//               segment of the user: u64 gen, u64 first seq (ascending)
 //   cursors     uid, device -> u64 acked seq, u64 last ack (server ms)
 //   dedup       mid, uid, u8 device length, device -> dedup_entry
 //   reads       uid, peer uid -> u64 seq read up to
@@ -34,7 +37,21 @@ namespace parley::store {
 //               u16 app length, app_id, name
 //   members     u32 gid, uid -> u32 member flags
 //   user_groups uid, u32 gid -> ""
-//   (meta "next_gid" -> u32)
+//   (meta "next_gid" -> u32; meta "jgen" -> u64, the last batch's gen)
+//
+// The journal. A user's log is one range of `log`, so a batch that appends
+// to 1,000 users rewrites 1,000 scattered leaf pages, and its fdatasync
+// writes them all. New records therefore go to a journal table first,
+// under the batch's generation number (gen, one per apply() batch): a batch
+// writes its records onto a few contiguous pages. Gens are grouped into
+// epochs of journal_epoch; an epoch's records live in journal_<epoch % 2>.
+// The first batch of a new epoch moves the previous epoch's records into
+// `log` (each user's tail page is then written once for journal_epoch
+// batches) and clears that table for the epoch after. Where a record lives
+// is told by its user's state row, in the same snapshot as the record: the
+// gens holding the user's records, each with its first seq; seqs below the
+// first segment are in `log`. So a reader on any thread, in any read txn,
+// finds a record without an index in memory.
 
 namespace {
 
@@ -186,10 +203,21 @@ void dedup_key(key_builder& k, uint64_t uid, std::string_view device,
   k.u64(mid).u64(uid).u8(static_cast<uint8_t>(device.size())).bytes(device);
 }
 
+/// A user's records in journal gen `gen` begin at seq `first` (and end
+/// where the next segment begins).
+struct segment {
+  uint64_t gen = 0;
+  uint64_t first = 0;
+};
+
 struct user_state {
   uint64_t head = 0;
   uint64_t delivered_upto = 0;
+  std::vector<segment> segs; ///< Ascending gens and seqs.
 };
+
+/// Batches (gens) per journal epoch.
+constexpr uint64_t journal_epoch = 8;
 
 struct token_rec {
   uint64_t uid = 0;
@@ -315,6 +343,11 @@ struct server_store::impl {
   server_store_options opts;
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
     reads, expired, expiries, groups, members, user_groups;
+  dbi journal[2];
+  // Written by apply() (the storage thread), read by every write txn: the
+  // write lock orders them, the atomics keep the reads outside it defined.
+  std::atomic<uint64_t> gen{0};       ///< Of the last committed batch (meta "jgen").
+  std::atomic<uint64_t> batch_gen{0}; ///< Gen the running write appends under.
   codec::buffer frame_buf;     // writer-side scratch (one writer at a time)
   uint64_t trim_next_uid = 0;  // round-robin position of log trimming
   std::string trim_next_dedup; // round-robin position of dedup trimming
@@ -393,15 +426,200 @@ struct server_store::impl {
     if (v && *v && (*v)->size() >= 16) {
       st.head = get_le64((*v)->data());
       st.delivered_upto = get_le64((*v)->data() + 8);
+      for (size_t at = 16; at + 16 <= (*v)->size(); at += 16)
+        st.segs.push_back(segment{get_le64((*v)->data() + at),
+                                  get_le64((*v)->data() + at + 8)});
     }
     return st;
   }
 
   status put_state(txn& t, uint64_t uid, const user_state& st) {
     std::string v;
+    v.reserve(16 + 16 * st.segs.size());
     put_le64(v, st.head);
     put_le64(v, st.delivered_upto);
+    for (auto& sg : st.segs) {
+      put_le64(v, sg.gen);
+      put_le64(v, sg.first);
+    }
     return t.put(state, be64(uid), v);
+  }
+
+  // -- where a record lives: `log` or a journal gen (see "the journal")
+
+  dbi journal_of(uint64_t g) const { return journal[(g / journal_epoch) % 2]; }
+
+  /// The table and key of (uid, seq) for a user in state `st`.
+  std::pair<dbi, key_builder> locate(const user_state& st, uint64_t uid,
+                                     uint64_t seq) const {
+    key_builder k;
+    for (auto i = st.segs.size(); i-- > 0;)
+      if (st.segs[i].first <= seq) {
+        k.u64(st.segs[i].gen).u64(uid).u64(seq);
+        return {journal_of(st.segs[i].gen), std::move(k)};
+      }
+    k.u64(uid).u64(seq);
+    return {log, std::move(k)};
+  }
+
+  /// Visits the records of `uid` with seq >= `from`, ascending: f(seq,
+  /// value) returns true to go on, false to stop, or an error.
+  template<class F>
+  status each_record(txn& t, const user_state& st, uint64_t uid, uint64_t from,
+                     F&& f) {
+    uint64_t jfirst = st.segs.empty() ? ~uint64_t{0} : st.segs[0].first;
+    if (from < jfirst) {
+      auto c = t.open_cursor(log);
+      if (!c)
+        return c.error();
+      key_builder k;
+      k.u64(uid).u64(from);
+      if (auto s = c->seek(k.view()); !s)
+        return s;
+      while (c->valid() && c->key().size() == 16 &&
+             get_be64(c->key().data()) == uid) {
+        uint64_t seq = get_be64(c->key().data() + 8);
+        if (seq >= jfirst)
+          break;
+        result<bool> go = f(seq, c->value());
+        if (!go)
+          return go.error();
+        if (!*go)
+          return {};
+        if (auto s = c->next(); !s)
+          return s;
+      }
+    }
+    for (size_t i = 0; i < st.segs.size(); ++i) {
+      uint64_t end =
+        i + 1 < st.segs.size() ? st.segs[i + 1].first : ~uint64_t{0};
+      if (end <= from)
+        continue;
+      uint64_t g = st.segs[i].gen;
+      auto c = t.open_cursor(journal_of(g));
+      if (!c)
+        return c.error();
+      key_builder k;
+      k.u64(g).u64(uid).u64(std::max(from, st.segs[i].first));
+      if (auto s = c->seek(k.view()); !s)
+        return s;
+      while (c->valid() && c->key().size() == 24 &&
+             get_be64(c->key().data()) == g &&
+             get_be64(c->key().data() + 8) == uid) {
+        result<bool> go = f(get_be64(c->key().data() + 16), c->value());
+        if (!go)
+          return go.error();
+        if (!*go)
+          return {};
+        if (auto s = c->next(); !s)
+          return s;
+      }
+    }
+    return {};
+  }
+
+  /// Visits the records of `uid` with seq < `before` (0: all), descending,
+  /// as each_record does.
+  template<class F>
+  status each_record_back(txn& t, const user_state& st, uint64_t uid,
+                          uint64_t before, F&& f) {
+    uint64_t last = before == 0 ? ~uint64_t{0} : before - 1; // inclusive
+    if (before == 1)
+      return {};
+    for (auto i = st.segs.size(); i-- > 0;) {
+      if (st.segs[i].first > last)
+        continue;
+      uint64_t g = st.segs[i].gen;
+      auto c = t.open_cursor(journal_of(g));
+      if (!c)
+        return c.error();
+      key_builder k;
+      k.u64(g).u64(uid).u64(last);
+      if (auto s = c->seek_for_prev(k.view()); !s)
+        return s;
+      while (c->valid() && c->key().size() == 24 &&
+             get_be64(c->key().data()) == g &&
+             get_be64(c->key().data() + 8) == uid) {
+        uint64_t seq = get_be64(c->key().data() + 16);
+        result<bool> go = f(seq, c->value());
+        if (!go)
+          return go.error();
+        if (!*go)
+          return {};
+        if (auto s = c->prev(); !s)
+          return s;
+      }
+      last = st.segs[i].first - 1; // what precedes this segment
+      if (last == 0)
+        return {};
+    }
+    auto c = t.open_cursor(log);
+    if (!c)
+      return c.error();
+    key_builder k;
+    k.u64(uid).u64(last);
+    if (auto s = c->seek_for_prev(k.view()); !s)
+      return s;
+    while (c->valid() && c->key().size() == 16 &&
+           get_be64(c->key().data()) == uid) {
+      result<bool> go = f(get_be64(c->key().data() + 8), c->value());
+      if (!go)
+        return go.error();
+      if (!*go)
+        return {};
+      if (auto s = c->prev(); !s)
+        return s;
+    }
+    return {};
+  }
+
+  /// Moves the journal epoch `epoch` (every record of journal_of of its
+  /// gens) into `log`, clears its table and drops its segments from the
+  /// state rows of the users it held. Gen-major order: each user's tail
+  /// page becomes dirty once and stays so for the later gens.
+  status compact(txn& t, uint64_t epoch) {
+    dbi j = journal[epoch % 2];
+    std::vector<uint64_t> uids;
+    {
+      auto c = t.open_cursor(j);
+      if (!c)
+        return c.error();
+      if (auto s = c->first(); !s)
+        return s;
+      while (c->valid()) {
+        auto key = c->key();
+        if (key.size() != 24)
+          return corrupt("journal key");
+        uint64_t uid = get_be64(key.data() + 8);
+        if (uids.empty() || uids.back() != uid)
+          uids.push_back(uid);
+        if (auto s = t.put(log, key.substr(8), c->value()); !s)
+          return s;
+        if (auto s = c->next(); !s)
+          return s;
+      }
+    }
+    if (auto s = t.clear(j); !s)
+      return s;
+    std::sort(uids.begin(), uids.end());
+    uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+    uint64_t next_epoch_gen = (epoch + 1) * journal_epoch;
+    for (auto uid : uids) {
+      auto v = t.get(state, be64(uid));
+      if (!v)
+        return v.error();
+      if (!*v)
+        continue; // the user was deleted; its records are in log now
+      auto st = get_state(t, uid);
+      auto keep = std::find_if(st.segs.begin(), st.segs.end(),
+                               [&](const segment& sg) {
+                                 return sg.gen >= next_epoch_gen;
+                               });
+      st.segs.erase(st.segs.begin(), keep);
+      if (auto s = put_state(t, uid, st); !s)
+        return s;
+    }
+    return {};
   }
 
   /// Appends an encoded frame whose seq field is patched to the new head.
@@ -416,9 +634,11 @@ struct server_store::impl {
     // Every log record frame starts its body with the u64 seq.
     for (int i = 0; i < 8; ++i)
       frame[codec::header_size + i] = static_cast<uint8_t>(seq >> (8 * i));
+    if (st.segs.empty() || st.segs.back().gen != batch_gen)
+      st.segs.push_back(segment{batch_gen, seq});
     key_builder k;
-    k.u64(uid).u64(seq);
-    if (auto s = t.put(log, k.view(),
+    k.u64(batch_gen).u64(uid).u64(seq);
+    if (auto s = t.put(journal_of(batch_gen), k.view(),
                        encode_record(ts, expires, other, type, device, frame));
         !s)
       return s;
@@ -498,6 +718,12 @@ struct server_store::impl {
     }
     // (expiries entries of a deleted user are dropped by the next sweep,
     // its dedup entries by the trimmer: uids are never reused.)
+    for (auto& sg : get_state(t, uid).segs) {
+      key_builder jp;
+      jp.u64(sg.gen).u64(uid);
+      if (auto s = delete_prefix(t, journal_of(sg.gen), jp.view()); !s)
+        return s;
+    }
     for (dbi db : {user_tokens, log, cursors, reads, expired})
       if (auto s = delete_prefix(t, db, prefix); !s)
         return s;
@@ -984,9 +1210,8 @@ struct server_store::impl {
     }
     frame_buf.clear();
     codec::encode(m, frame_buf);
-    key_builder k;
-    k.u64(uid).u64(r.seq);
-    return t.put(log, k.view(),
+    auto [db, k] = locate(get_state(t, uid), uid, r.seq);
+    return t.put(db, k.view(),
                  encode_record(r.ts_ms, r.expires_ms, r.other_uid, r.type,
                                r.origin_device, frame_buf));
   }
@@ -1246,28 +1471,19 @@ struct server_store::impl {
   template<class F>
   status scan_messages(txn& t, uint64_t uid, uint64_t from, uint64_t to,
                        F&& f) {
-    auto c = t.open_cursor(log);
-    if (!c)
-      return c.error();
-    key_builder k;
-    k.u64(uid).u64(from + 1);
-    if (auto s = c->seek(k.view()); !s)
-      return s;
     log_record r;
-    while (c->valid() && c->key().size() == 16 &&
-           get_be64(c->key().data()) == uid) {
-      uint64_t seq = get_be64(c->key().data() + 8);
-      if (seq > to)
-        break;
-      if (!decode_record(c->value(), seq, r))
-        return corrupt("log");
-      if (r.type == codec::frame_type::message && r.origin_device.empty())
-        if (auto s = f(r); !s)
-          return s;
-      if (auto s = c->next(); !s)
-        return s;
-    }
-    return {};
+    return each_record(
+      t, get_state(t, uid), uid, from + 1,
+      [&](uint64_t seq, std::string_view v) -> result<bool> {
+        if (seq > to)
+          return false;
+        if (!decode_record(v, seq, r))
+          return corrupt("log");
+        if (r.type == codec::frame_type::message && r.origin_device.empty())
+          if (auto s = f(r); !s)
+            return s;
+        return true;
+      });
   }
 
   status do_ack(txn& t, ack_op& op, std::vector<uint64_t>& touched) {
@@ -1379,9 +1595,8 @@ struct server_store::impl {
   }
 
   result<bool> load_record(txn& t, uint64_t uid, uint64_t seq, log_record& r) {
-    key_builder k;
-    k.u64(uid).u64(seq);
-    auto v = t.get(log, k.view());
+    auto [db, k] = locate(get_state(t, uid), uid, seq);
+    auto v = t.get(db, k.view());
     if (!v)
       return v.error();
     if (!*v)
@@ -1505,34 +1720,30 @@ struct server_store::impl {
         return low.error();
       uint64_t acked = low->value_or(0);
       std::vector<uint64_t> doomed;
-      {
-        auto c = t.open_cursor(log);
-        if (!c)
-          return c.error();
-        key_builder k;
-        k.u64(uid).u64(0);
-        if (auto s = c->seek(k.view()); !s)
-          return s;
-        while (c->valid() && deleted + doomed.size() < op.budget &&
-               c->key().size() == 16 && get_be64(c->key().data()) == uid) {
-          uint64_t seq = get_be64(c->key().data() + 8);
-          if (!decode_record(c->value(), seq, r))
-            return corrupt("log");
-          bool old = r.ts_ms < cutoff;
-          bool done =
-            seq <= acked || (r.expires_ms != 0 && r.expires_ms < op.now_ms);
-          if (!old || !done)
-            break; // the log is in time order: nothing later qualifies
-          doomed.push_back(seq);
-          if (auto s = c->next(); !s)
-            return s;
-        }
-      }
+      auto ust = get_state(t, uid);
+      if (auto s = each_record(
+            t, ust, uid, 0,
+            [&](uint64_t seq, std::string_view v) -> result<bool> {
+              if (deleted + doomed.size() >= op.budget)
+                return false;
+              if (!decode_record(v, seq, r))
+                return corrupt("log");
+              bool old = r.ts_ms < cutoff;
+              bool done = seq <= acked ||
+                          (r.expires_ms != 0 && r.expires_ms < op.now_ms);
+              if (!old || !done)
+                return false; // the log is in time order: nothing later
+              doomed.push_back(seq);
+              return true;
+            });
+          !s)
+        return s;
       for (auto seq : doomed) {
+        auto [db, where] = locate(ust, uid, seq);
+        if (auto s = t.del(db, where.view()); !s)
+          return s;
         key_builder k;
         k.u64(uid).u64(seq);
-        if (auto s = t.del(log, k.view()); !s)
-          return s;
         auto e = t.del(expired, k.view());
         if (!e && e.code() != status_code::not_found)
           return e;
@@ -1666,7 +1877,9 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
                                  {&p->expiries, "expiries"},
                                  {&p->groups, "groups"},
                                  {&p->members, "members"},
-                                 {&p->user_groups, "user_groups"}});
+                                 {&p->user_groups, "user_groups"},
+                                 {&p->journal[0], "journal_0"},
+                                 {&p->journal[1], "journal_1"}});
         !s)
       return s;
     uint32_t found = 0;
@@ -1678,8 +1891,18 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
       if (auto s = p->migrate_1_to_2(t); !s)
         return s.annotate("migrating data directory " + dir +
                           " from format 1 to 2");
-      return set_format(t, p->meta, "format", 2);
+      found = 2;
     }
+    // Format 2 to 3: the journal tables are new (and empty), and a state row
+    // of 16 bytes has no journal segments: nothing to rewrite.
+    if (found != server_format_version)
+      if (auto s = set_format(t, p->meta, "format", server_format_version); !s)
+        return s;
+    auto g = t.get(p->meta, "jgen");
+    if (!g)
+      return g.error();
+    p->gen = *g && (*g)->size() == 8 ? get_le64((*g)->data()) : 0;
+    p->batch_gen = p->gen.load();
     return status{};
   });
   if (!st)
@@ -2010,13 +2233,26 @@ status server_store::apply(std::vector<write_op>& ops,
     for (size_t i = 0; i < touched.size(); ++i)
       (*heads)[i] = impl_->get_state(t, touched[i]).head;
   };
-  // The whole batch in one transaction and one sync (group commit).
+  // The whole batch in one transaction and one sync (group commit), under
+  // the next journal gen; the first batch of an epoch moves the previous
+  // epoch into the log first.
+  auto& p = *impl_;
   auto st = impl_->e->write([&](txn& t) -> status {
     // The callback may run again after the map grew: start clean.
     out.assign(ops.size(), write_outcome{});
     touched.clear();
     if (appended != nullptr)
       appended->clear();
+    p.batch_gen = p.gen + 1;
+    if (p.batch_gen / journal_epoch != p.gen / journal_epoch)
+      if (auto s = p.compact(t, p.gen / journal_epoch); !s)
+        return s;
+    {
+      std::string v;
+      put_le64(v, p.batch_gen);
+      if (auto s = t.put(p.meta, "jgen", v); !s)
+        return s;
+    }
     for (size_t i = 0; i < ops.size(); ++i) {
       if (auto s = run_op(*impl_, t, ops[i], out[i], touched); !s)
         return s; // (a full map: env::write grows it and runs us again)
@@ -2025,6 +2261,12 @@ status server_store::apply(std::vector<write_op>& ops,
     read_heads(t); // in the batch's own transaction: no second lookup
     return status{};
   });
+  // Committed: the gen is spent. Otherwise other writes (and the one-by-one
+  // runs below) append under the last committed gen.
+  if (st)
+    p.gen = p.batch_gen.load();
+  else
+    p.batch_gen = p.gen.load();
   if (!st && ops.size() > 1) {
     // One op failed the batch. Run each alone so that only the failing ops
     // fail: a corrupt record of one user must not refuse everyone's
@@ -2265,31 +2507,26 @@ status server_store::read_log(uint64_t uid, uint64_t after, size_t max_records,
   auto t = impl_->e->begin_read();
   if (!t)
     return t.error();
+  auto st = impl_->get_state(*t, uid);
   if (delivered_upto != nullptr)
-    *delivered_upto = impl_->get_state(*t, uid).delivered_upto;
-  auto c = t->open_cursor(impl_->log);
-  if (!c)
-    return c.error();
-  key_builder k;
-  k.u64(uid).u64(after + 1);
-  if (auto s = c->seek(k.view()); !s)
-    return s;
+    *delivered_upto = st.delivered_upto;
   size_t bytes = 0;
-  while (c->valid() && out.size() < max_records && bytes < max_bytes &&
-         c->key().size() == 16 && get_be64(c->key().data()) == uid) {
-    out.emplace_back();
-    if (!decode_record(c->value(), get_be64(c->key().data() + 8), out.back()))
-      return impl_->corrupt("log");
-    auto& r = out.back();
-    if (now_ms != 0 && r.expires_ms != 0 && r.expires_ms < now_ms) {
-      auto gone = impl_->is_expired(*t, uid, r.seq);
-      r.expired = gone && *gone;
-    }
-    bytes += out.back().frame.size();
-    if (auto s = c->next(); !s)
-      return s;
-  }
-  return {};
+  return impl_->each_record(
+    *t, st, uid, after + 1,
+    [&](uint64_t seq, std::string_view v) -> result<bool> {
+      if (out.size() >= max_records || bytes >= max_bytes)
+        return false;
+      out.emplace_back();
+      auto& r = out.back();
+      if (!decode_record(v, seq, r))
+        return impl_->corrupt("log");
+      if (now_ms != 0 && r.expires_ms != 0 && r.expires_ms < now_ms) {
+        auto gone = impl_->is_expired(*t, uid, r.seq);
+        r.expired = gone && *gone;
+      }
+      bytes += r.frame.size();
+      return true;
+    });
 }
 
 status server_store::read_conversation(uint64_t uid, const std::string& peer,
@@ -2304,13 +2541,6 @@ status server_store::read_conversation(uint64_t uid, const std::string& peer,
   auto t = impl_->e->begin_read();
   if (!t)
     return t.error();
-  auto c = t->open_cursor(impl_->log);
-  if (!c)
-    return c.error();
-  key_builder k;
-  k.u64(uid).u64(before_seq == 0 ? ~uint64_t{0} : before_seq - 1);
-  if (auto s = c->seek_for_prev(k.view()); !s)
-    return s;
   // Changes seen so far (newer than what follows): (sender, mid) -> update.
   std::map<std::pair<std::string, uint64_t>, codec::update> changes;
   auto mine = [&](const std::string& p, uint32_t g) {
@@ -2321,17 +2551,19 @@ status server_store::read_conversation(uint64_t uid, const std::string& peer,
   size_t scanned = 0;
   size_t bytes = 0;
   uint64_t last_seq = 0;
-  while (c->valid() && c->key().size() == 16 &&
-         get_be64(c->key().data()) == uid) {
+  bool stopped = false;
+  auto st = impl_->each_record_back(
+    *t, impl_->get_state(*t, uid), uid, before_seq,
+    [&](uint64_t seq, std::string_view v) -> result<bool> {
     if (page.messages.size() >= count || scanned >= scan_budget ||
         bytes >= max_bytes) {
       page.resume_before = last_seq;
-      return {};
+      stopped = true;
+      return false;
     }
     ++scanned;
-    uint64_t seq = get_be64(c->key().data() + 8);
     last_seq = seq;
-    if (!decode_record(c->value(), seq, r))
+    if (!decode_record(v, seq, r))
       return impl_->corrupt("log");
     auto body = reinterpret_cast<const uint8_t*>(r.frame.data());
     auto len = r.frame.size();
@@ -2369,10 +2601,11 @@ status server_store::read_conversation(uint64_t uid, const std::string& peer,
         page.messages.push_back(std::move(m));
       }
     }
-    if (auto s = c->prev(); !s)
-      return s;
-  }
-  page.complete = true;
+    return true;
+  });
+  if (!st)
+    return st;
+  page.complete = !stopped;
   return {};
 }
 
@@ -2383,6 +2616,16 @@ uint64_t server_store::uid_of(const std::string& app_id,
     return 0;
   auto u = impl_->get_user(*t, app_id, address);
   return u && *u ? (*u)->uid : 0;
+}
+
+status server_store::flush_journal() {
+  auto& p = *impl_;
+  return p.e->write([&](txn& t) -> status {
+    for (uint64_t epoch : {p.gen / journal_epoch, p.gen / journal_epoch + 1})
+      if (auto s = p.compact(t, epoch); !s)
+        return s;
+    return status{};
+  });
 }
 
 status server_store::sync() {
@@ -2397,20 +2640,12 @@ uint64_t server_store::log_size(uint64_t uid) {
   auto t = impl_->e->begin_read();
   if (!t)
     return 0;
-  auto c = t->open_cursor(impl_->log);
-  if (!c)
-    return 0;
-  key_builder k;
-  k.u64(uid).u64(0);
-  if (!c->seek(k.view()))
-    return 0;
   uint64_t n = 0;
-  while (c->valid() && c->key().size() == 16 &&
-         get_be64(c->key().data()) == uid) {
-    ++n;
-    if (!c->next())
-      break;
-  }
+  impl_->each_record(*t, impl_->get_state(*t, uid), uid, 0,
+                     [&](uint64_t, std::string_view) -> result<bool> {
+                       ++n;
+                       return true;
+                     });
   return n;
 }
 

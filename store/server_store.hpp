@@ -34,7 +34,7 @@ struct server_store_options {
 
 /// On-disk format of the server store; a newer one is refused, format 1 is
 /// migrated at open (server_store::open).
-constexpr uint32_t server_format_version = 2;
+constexpr uint32_t server_format_version = 3;
 
 /// Why check_token refused a login (codec::login_failure_reason).
 struct token_check {
@@ -351,6 +351,11 @@ class server_store {
 
   /// Resolves a user's uid (0 when unknown).
   uint64_t uid_of(const std::string& app_id, const std::string& address);
+
+  /// Moves every record of the journal into the per-user log now (apply()
+  /// does it an epoch at a time): afterwards each user's log is one range of
+  /// the `log` table, as tools that read the tables directly expect.
+  status flush_journal();
 
   /// Flushes to disk (for nosync mode at shutdown).
   status sync();

@@ -531,6 +531,7 @@ void on_ack(session_ptr self, uint64_t seq) {
     // earlier session that had not reached the store when this one began.
     // Believe it up to the head of the log, and do not send those again.
     auto head = st.ctx->store->head(st.uid);
+    st.maybe_head = std::max(st.maybe_head, head);
     if (seq > head) {
       put(self, codec::server_error{status_code::invalid_argument, seq,
                                     "ack beyond the end of your log (" +

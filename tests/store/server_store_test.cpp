@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <numeric>
 
 using namespace parley;
 using namespace parley::store;
@@ -409,6 +410,7 @@ TEST_CASE("one failing op fails alone, not its whole batch") {
   fixture f;
   f.send(1, "bob", "m", t0);
   // Corrupt bob's only log record: acking it must fail (receipts read it).
+  REQUIRE(f.db->flush_journal().ok()); // so that it is in `log`
   auto& e = f.db->environment();
   auto log = e.open_dbi("log");
   REQUIRE(log.ok());
@@ -993,6 +995,7 @@ TEST_CASE("format 1 is migrated: stored status_update records gain "
   f.send(1, "bob", "hi");
   f.apply({ack_op{f.bob.uid, "b1", f.db->head(f.bob.uid), t0}});
   REQUIRE(f.receipts().size() == 1);
+  REQUIRE(f.db->flush_journal().ok()); // format 1 had no journal
   f.db.reset();
   auto dir = f.dir.path();
   // Make it a format-1 directory: the status_update bodies end before
@@ -1093,4 +1096,144 @@ TEST_CASE("format 1 is migrated: stored status_update records gain "
   db->reset();
   auto again = server_store::open(dir, o);
   REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+}
+
+// -- the journal: new records go to journal gens and move into the log an
+// epoch at a time (server_store.cpp, "the journal")
+
+namespace {
+
+/// The message records of bob's log, in order, as "seq:payload".
+std::vector<std::string> bob_messages(fixture& f) {
+  std::vector<std::string> out;
+  for (auto& r : f.log_of(f.bob.uid))
+    if (r.type == codec::frame_type::message)
+      out.push_back(std::to_string(r.seq) + ":" +
+                    f.decode<codec::message>(r).payload);
+  return out;
+}
+
+/// Entries of bob's in the raw tables: in `log`, and in the journal ones.
+std::pair<size_t, size_t> raw_entries_of(fixture& f, uint64_t uid) {
+  auto& e = f.db->environment();
+  size_t in_log = 0, in_journal = 0;
+  auto st = e.write([&](txn& t) -> status {
+    for (auto name : {"log", "journal_0", "journal_1"}) {
+      auto db = t.open_dbi(name);
+      if (!db)
+        return db.error();
+      auto c = t.open_cursor(*db);
+      if (!c)
+        return c.error();
+      bool journal = std::string_view{name} != "log";
+      for (auto s = c->first(); s && c->valid(); s = c->next())
+        if (get_be64(c->key().data() + (journal ? 8 : 0)) == uid)
+          ++(journal ? in_journal : in_log);
+    }
+    return {};
+  });
+  REQUIRE_MESSAGE(st.ok(), st.to_string());
+  return {in_log, in_journal};
+}
+
+} // namespace
+
+TEST_CASE("journal: every record reads the same before, during and after "
+          "its move into the log, and across a reopen") {
+  fixture f;
+  std::vector<std::string> want;
+  uint64_t acked = 0;
+  bool seen_both = false; // some records in the log, some in the journal
+  for (uint64_t i = 1; i <= 70; ++i) {
+    if (i == 33) { // a reopen in the middle of an epoch
+      f.db.reset();
+      auto s = server_store::open(f.dir.path(), f.opts);
+      REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+      f.db = std::move(*s);
+    }
+    auto out = f.send(i, "bob", "m" + std::to_string(i));
+    REQUIRE(out.status == message_status::sent);
+    want.push_back(std::to_string(f.db->head(f.bob.uid)) + ":m" +
+                   std::to_string(i));
+    if (i % 5 == 0) { // DELIVERED receipts read what the ack covers
+      f.apply({ack_op{f.bob.uid, "b1", f.db->head(f.bob.uid), t0}});
+      acked = i;
+    }
+    REQUIRE(bob_messages(f) == want);
+    auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
+    CHECK(in_log + in_journal == f.db->head(f.bob.uid));
+    seen_both = seen_both || (in_log > 0 && in_journal > 0);
+  }
+  CHECK(seen_both);
+  CHECK(acked == 70);
+  // Every receipt exactly once, in order.
+  auto rs = f.receipts();
+  std::vector<uint64_t> mids;
+  for (auto& r : rs)
+    if (r.value == message_status::delivered)
+      mids.push_back(r.mid);
+  std::vector<uint64_t> all(70);
+  std::iota(all.begin(), all.end(), 1);
+  CHECK(mids == all);
+
+  // History, newest first, in pages that cross the log/journal boundary.
+  std::vector<uint64_t> history;
+  uint64_t before = 0;
+  for (int pages = 0; pages < 100; ++pages) {
+    codec::sync_page page;
+    REQUIRE(f.db
+              ->read_conversation(f.bob.uid, "alice", 0, before, 7, 1000,
+                                  1 << 20, page)
+              .ok());
+    for (auto& m : page.messages)
+      history.push_back(m.mid);
+    if (page.complete)
+      break;
+    REQUIRE(page.resume_before != 0);
+    before = page.resume_before;
+  }
+  std::vector<uint64_t> newest_first(all.rbegin(), all.rend());
+  CHECK(history == newest_first);
+
+  // Edits of a record in the log and of one still in the journal.
+  for (uint64_t mid : {1, 70}) {
+    auto op = change_by_alice(codec::update_kind::edit, mid, "edited");
+    op.uid = f.alice.uid;
+    auto out = f.apply({op});
+    REQUIRE(out[0].st.ok());
+    REQUIRE_MESSAGE(out[0].refusal.ok(), out[0].refusal.to_string());
+  }
+  auto now = bob_messages(f);
+  CHECK(now.front() == want.front().substr(0, want.front().find(':')) +
+                         ":edited");
+  CHECK(now.back() == want.back().substr(0, want.back().find(':')) +
+                        ":edited");
+  CHECK(f.db->log_size(f.bob.uid) == f.db->head(f.bob.uid));
+
+  // flush_journal leaves each log in one range of `log`.
+  REQUIRE(f.db->flush_journal().ok());
+  auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
+  CHECK(in_journal == 0);
+  CHECK(in_log == f.db->head(f.bob.uid));
+  CHECK(bob_messages(f).size() == 70);
+}
+
+TEST_CASE("journal: deleting a user removes its records from the journal "
+          "too") {
+  fixture f;
+  for (uint64_t i = 1; i <= 12; ++i) // across an epoch: both tables used
+    f.send(i, "bob", "m");
+  auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
+  REQUIRE(in_journal > 0);
+  REQUIRE(f.db->user_delete("demo", "bob").ok());
+  auto after = raw_entries_of(f, f.bob.uid);
+  CHECK(after.first == 0);
+  CHECK(after.second == 0);
+  // The next epochs' moves do not bring anything of bob's back.
+  for (uint64_t i = 13; i <= 30; ++i)
+    f.send(i, "alice", "to myself");
+  after = raw_entries_of(f, f.bob.uid);
+  CHECK(after.first == 0);
+  CHECK(after.second == 0);
+  (void) in_log;
 }
