@@ -573,34 +573,42 @@ struct server_store::impl {
     return {};
   }
 
-  /// Moves the journal epoch `epoch` (every record of journal_of of its
-  /// gens) into `log`, clears its table and drops its segments from the
-  /// state rows of the users it held. Gen-major order: each user's tail
-  /// page becomes dirty once and stays so for the later gens.
-  status compact(txn& t, uint64_t epoch) {
+  /// Moves the records of users [uid_lo, uid_hi) in journal epoch `epoch`
+  /// into `log` and drops those segments from their state rows. Gen-major
+  /// order: each user's tail page becomes dirty once and stays so for the
+  /// epoch's later gens. The moved entries stay in the journal table (no
+  /// segment points at them any more) until the table is cleared.
+  status move_slice(txn& t, uint64_t epoch, uint64_t uid_lo, uint64_t uid_hi) {
+    if (uid_lo >= uid_hi)
+      return {};
     dbi j = journal[epoch % 2];
     std::vector<uint64_t> uids;
     {
       auto c = t.open_cursor(j);
       if (!c)
         return c.error();
-      if (auto s = c->first(); !s)
-        return s;
-      while (c->valid()) {
-        auto key = c->key();
-        if (key.size() != 24)
-          return corrupt("journal key");
-        uint64_t uid = get_be64(key.data() + 8);
-        if (uids.empty() || uids.back() != uid)
-          uids.push_back(uid);
-        if (auto s = t.put(log, key.substr(8), c->value()); !s)
+      for (uint64_t g = epoch * journal_epoch; g < (epoch + 1) * journal_epoch;
+           ++g) {
+        key_builder k;
+        k.u64(g).u64(uid_lo);
+        if (auto s = c->seek(k.view()); !s)
           return s;
-        if (auto s = c->next(); !s)
-          return s;
+        while (c->valid()) {
+          auto key = c->key();
+          if (key.size() != 24)
+            return corrupt("journal key");
+          uint64_t uid = get_be64(key.data() + 8);
+          if (get_be64(key.data()) != g || uid >= uid_hi)
+            break;
+          if (uids.empty() || uids.back() != uid)
+            uids.push_back(uid);
+          if (auto s = t.put(log, key.substr(8), c->value()); !s)
+            return s;
+          if (auto s = c->next(); !s)
+            return s;
+        }
       }
     }
-    if (auto s = t.clear(j); !s)
-      return s;
     std::sort(uids.begin(), uids.end());
     uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
     uint64_t next_epoch_gen = (epoch + 1) * journal_epoch;
@@ -620,6 +628,62 @@ struct server_store::impl {
         return s;
     }
     return {};
+  }
+
+  /// Where the move of the previous epoch stands: users below it are in
+  /// `log` (meta "jmoved").
+  uint64_t moved_below(txn& t) {
+    auto v = t.get(meta, "jmoved");
+    return v && *v && (*v)->size() == 8 ? get_le64((*v)->data()) : 0;
+  }
+
+  status set_moved_below(txn& t, uint64_t uid) {
+    std::string v;
+    put_le64(v, uid);
+    return t.put(meta, "jmoved", v);
+  }
+
+  /// Batch `g`'s share of moving the previous epoch into the log: batch i
+  /// of an epoch moves the i-th eighth of the users (by uid, up to the
+  /// users that exist now); the epoch's last batch moves the rest and clears
+  /// the table for the next epoch. So every batch moves about the same,
+  /// instead of one batch in eight moving everything.
+  status move_share(txn& t, uint64_t g) {
+    uint64_t epoch = g / journal_epoch;
+    if (epoch == 0)
+      return {};
+    uint64_t i = g % journal_epoch;
+    uint64_t lo = i == 0 ? 0 : moved_below(t);
+    if (i + 1 == journal_epoch) {
+      if (auto s = move_slice(t, epoch - 1, lo, ~uint64_t{0}); !s)
+        return s;
+      if (auto s = t.clear(journal[(epoch - 1) % 2]); !s)
+        return s;
+      return set_moved_below(t, 0);
+    }
+    auto n = t.get(meta, "next_uid");
+    if (!n)
+      return n.error();
+    uint64_t users = *n && (*n)->size() == 8 ? get_le64((*n)->data()) : 1;
+    uint64_t hi = std::max(lo, (i + 1) * users / journal_epoch);
+    if (auto s = move_slice(t, epoch - 1, lo, hi); !s)
+      return s;
+    return set_moved_below(t, hi);
+  }
+
+  /// Moves everything still in the journal into the log and clears both
+  /// tables (server_store::flush_journal).
+  status move_all(txn& t) {
+    uint64_t epoch = gen.load() / journal_epoch;
+    if (epoch > 0)
+      if (auto s = move_slice(t, epoch - 1, moved_below(t), ~uint64_t{0}); !s)
+        return s;
+    if (auto s = move_slice(t, epoch, 0, ~uint64_t{0}); !s)
+      return s;
+    for (auto j : journal)
+      if (auto s = t.clear(j); !s)
+        return s;
+    return set_moved_below(t, ~uint64_t{0});
   }
 
   /// Appends an encoded frame whose seq field is patched to the new head.
@@ -2244,9 +2308,8 @@ status server_store::apply(std::vector<write_op>& ops,
     if (appended != nullptr)
       appended->clear();
     p.batch_gen = p.gen + 1;
-    if (p.batch_gen / journal_epoch != p.gen / journal_epoch)
-      if (auto s = p.compact(t, p.gen / journal_epoch); !s)
-        return s;
+    if (auto s = p.move_share(t, p.batch_gen); !s)
+      return s;
     {
       std::string v;
       put_le64(v, p.batch_gen);
@@ -2620,12 +2683,7 @@ uint64_t server_store::uid_of(const std::string& app_id,
 
 status server_store::flush_journal() {
   auto& p = *impl_;
-  return p.e->write([&](txn& t) -> status {
-    for (uint64_t epoch : {p.gen / journal_epoch, p.gen / journal_epoch + 1})
-      if (auto s = p.compact(t, epoch); !s)
-        return s;
-    return status{};
-  });
+  return p.e->write([&](txn& t) -> status { return p.move_all(t); });
 }
 
 status server_store::sync() {

@@ -1160,6 +1160,13 @@ TEST_CASE("journal: every record reads the same before, during and after "
       acked = i;
     }
     REQUIRE(bob_messages(f) == want);
+    // alice's log (her copies and the receipts) moves in an earlier share
+    // of each epoch than bob's: in between, one is in the log and the
+    // other in the journal. Both read whole.
+    auto mine = f.log_of(f.alice.uid);
+    REQUIRE(mine.size() == f.db->head(f.alice.uid));
+    for (size_t k = 0; k < mine.size(); ++k)
+      REQUIRE(mine[k].seq == k + 1);
     auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
     CHECK(in_log + in_journal == f.db->head(f.bob.uid));
     seen_both = seen_both || (in_log > 0 && in_journal > 0);
@@ -1215,7 +1222,20 @@ TEST_CASE("journal: every record reads the same before, during and after "
   auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
   CHECK(in_journal == 0);
   CHECK(in_log == f.db->head(f.bob.uid));
-  CHECK(bob_messages(f).size() == 70);
+  CHECK(bob_messages(f) == now); // the edits survive the move
+  size_t edited = 0;
+  for (auto& r : f.log_of(f.alice.uid))
+    if (r.type == codec::frame_type::message)
+      edited += f.decode<codec::message>(r).payload == "edited";
+  CHECK(edited == 2);
+
+  // And batches go on after the flush, across the next epochs.
+  for (uint64_t i = 71; i <= 90; ++i) {
+    f.send(i, "bob", "m" + std::to_string(i));
+    REQUIRE(bob_messages(f).size() == i);
+    REQUIRE(f.log_of(f.alice.uid).size() == f.db->head(f.alice.uid));
+  }
+  CHECK(bob_messages(f).front() == now.front());
 }
 
 TEST_CASE("journal: deleting a user removes its records from the journal "
@@ -1236,4 +1256,32 @@ TEST_CASE("journal: deleting a user removes its records from the journal "
   CHECK(after.first == 0);
   CHECK(after.second == 0);
   (void) in_log;
+}
+
+TEST_CASE("journal: an epoch moves in shares; a record edited after its "
+          "share moved keeps the edit when the rest is flushed") {
+  fixture f;
+  // Users 1 (alice) and 2 (bob) of 3 uids: batch 5 of an epoch moves
+  // alice's share of the previous epoch, batch 7 bob's (move_share).
+  REQUIRE(f.alice.uid == 1);
+  REQUIRE(f.bob.uid == 2);
+  for (uint64_t i = 1; i <= 13; ++i) // gens 1..13: mid 1 is in epoch 0
+    f.send(i, "bob", "m" + std::to_string(i));
+  // Gen 13 (batch 5 of epoch 1) moved alice's epoch-0 records, not bob's.
+  auto alice_raw = raw_entries_of(f, f.alice.uid);
+  auto bob_raw = raw_entries_of(f, f.bob.uid);
+  CHECK(alice_raw.first >= 7); // her copies of mids 1..7 at least
+  CHECK(bob_raw.first == 0);
+  auto op = change_by_alice(codec::update_kind::edit, 1, "edited");
+  op.uid = f.alice.uid;
+  auto out = f.apply({op});
+  REQUIRE(out[0].st.ok());
+  REQUIRE_MESSAGE(out[0].refusal.ok(), out[0].refusal.to_string());
+  REQUIRE(f.db->flush_journal().ok());
+  for (auto uid : {f.alice.uid, f.bob.uid}) {
+    auto log = f.log_of(uid);
+    REQUIRE(!log.empty());
+    CHECK(f.decode<codec::message>(log[0]).payload == "edited");
+    CHECK(raw_entries_of(f, uid).second == 0);
+  }
 }
