@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <unordered_set>
 
 namespace parley::store {
@@ -462,33 +463,69 @@ struct server_store::impl {
     return {log, std::move(k)};
   }
 
+  /// Calls f(seq, value) for the entries of `db` from `from` on (forward)
+  /// or from the last one at or before it (back), while seq_of(key) names a
+  /// seq of the range; sets `stopped` when f returned false (the caller
+  /// must not go on to other ranges).
+  template<class SeqOf, class F>
+  static status walk(txn& t, dbi db, const key_builder& from, bool forward,
+                     SeqOf&& seq_of, F& f, bool& stopped) {
+    auto c = t.open_cursor(db);
+    if (!c)
+      return c.error();
+    if (auto s = forward ? c->seek(from.view()) : c->seek_for_prev(from.view());
+        !s)
+      return s;
+    while (c->valid()) {
+      std::optional<uint64_t> seq = seq_of(c->key());
+      if (!seq)
+        break;
+      result<bool> go = f(*seq, c->value());
+      if (!go)
+        return go.error();
+      if (!*go) {
+        stopped = true;
+        return {};
+      }
+      if (auto s = forward ? c->next() : c->prev(); !s)
+        return s;
+    }
+    return {};
+  }
+
+  /// seq_of for `log` keys of `uid`, below `end`.
+  static auto log_seqs(uint64_t uid, uint64_t end = ~uint64_t{0}) {
+    return [uid, end](std::string_view key) -> std::optional<uint64_t> {
+      if (key.size() != 16 || get_be64(key.data()) != uid)
+        return std::nullopt;
+      uint64_t seq = get_be64(key.data() + 8);
+      return seq < end ? std::optional<uint64_t>{seq} : std::nullopt;
+    };
+  }
+
+  /// seq_of for journal keys of (gen, uid).
+  static auto journal_seqs(uint64_t g, uint64_t uid) {
+    return [g, uid](std::string_view key) -> std::optional<uint64_t> {
+      if (key.size() != 24 || get_be64(key.data()) != g ||
+          get_be64(key.data() + 8) != uid)
+        return std::nullopt;
+      return get_be64(key.data() + 16);
+    };
+  }
+
   /// Visits the records of `uid` with seq >= `from`, ascending: f(seq,
   /// value) returns true to go on, false to stop, or an error.
   template<class F>
   status each_record(txn& t, const user_state& st, uint64_t uid, uint64_t from,
                      F&& f) {
+    bool stopped = false;
     uint64_t jfirst = st.segs.empty() ? ~uint64_t{0} : st.segs[0].first;
     if (from < jfirst) {
-      auto c = t.open_cursor(log);
-      if (!c)
-        return c.error();
       key_builder k;
       k.u64(uid).u64(from);
-      if (auto s = c->seek(k.view()); !s)
+      if (auto s = walk(t, log, k, true, log_seqs(uid, jfirst), f, stopped);
+          !s || stopped)
         return s;
-      while (c->valid() && c->key().size() == 16 &&
-             get_be64(c->key().data()) == uid) {
-        uint64_t seq = get_be64(c->key().data() + 8);
-        if (seq >= jfirst)
-          break;
-        result<bool> go = f(seq, c->value());
-        if (!go)
-          return go.error();
-        if (!*go)
-          return {};
-        if (auto s = c->next(); !s)
-          return s;
-      }
     }
     for (size_t i = 0; i < st.segs.size(); ++i) {
       uint64_t end =
@@ -496,24 +533,12 @@ struct server_store::impl {
       if (end <= from)
         continue;
       uint64_t g = st.segs[i].gen;
-      auto c = t.open_cursor(journal_of(g));
-      if (!c)
-        return c.error();
       key_builder k;
       k.u64(g).u64(uid).u64(std::max(from, st.segs[i].first));
-      if (auto s = c->seek(k.view()); !s)
+      if (auto s =
+            walk(t, journal_of(g), k, true, journal_seqs(g, uid), f, stopped);
+          !s || stopped)
         return s;
-      while (c->valid() && c->key().size() == 24 &&
-             get_be64(c->key().data()) == g &&
-             get_be64(c->key().data() + 8) == uid) {
-        result<bool> go = f(get_be64(c->key().data() + 16), c->value());
-        if (!go)
-          return go.error();
-        if (!*go)
-          return {};
-        if (auto s = c->next(); !s)
-          return s;
-      }
     }
     return {};
   }
@@ -523,6 +548,7 @@ struct server_store::impl {
   template<class F>
   status each_record_back(txn& t, const user_state& st, uint64_t uid,
                           uint64_t before, F&& f) {
+    bool stopped = false;
     uint64_t last = before == 0 ? ~uint64_t{0} : before - 1; // inclusive
     if (before == 1)
       return {};
@@ -530,47 +556,19 @@ struct server_store::impl {
       if (st.segs[i].first > last)
         continue;
       uint64_t g = st.segs[i].gen;
-      auto c = t.open_cursor(journal_of(g));
-      if (!c)
-        return c.error();
       key_builder k;
       k.u64(g).u64(uid).u64(last);
-      if (auto s = c->seek_for_prev(k.view()); !s)
+      if (auto s =
+            walk(t, journal_of(g), k, false, journal_seqs(g, uid), f, stopped);
+          !s || stopped)
         return s;
-      while (c->valid() && c->key().size() == 24 &&
-             get_be64(c->key().data()) == g &&
-             get_be64(c->key().data() + 8) == uid) {
-        uint64_t seq = get_be64(c->key().data() + 16);
-        result<bool> go = f(seq, c->value());
-        if (!go)
-          return go.error();
-        if (!*go)
-          return {};
-        if (auto s = c->prev(); !s)
-          return s;
-      }
       last = st.segs[i].first - 1; // what precedes this segment
       if (last == 0)
         return {};
     }
-    auto c = t.open_cursor(log);
-    if (!c)
-      return c.error();
     key_builder k;
     k.u64(uid).u64(last);
-    if (auto s = c->seek_for_prev(k.view()); !s)
-      return s;
-    while (c->valid() && c->key().size() == 16 &&
-           get_be64(c->key().data()) == uid) {
-      result<bool> go = f(get_be64(c->key().data() + 8), c->value());
-      if (!go)
-        return go.error();
-      if (!*go)
-        return {};
-      if (auto s = c->prev(); !s)
-        return s;
-    }
-    return {};
+    return walk(t, log, k, false, log_seqs(uid), f, stopped);
   }
 
   /// Moves the records of users [uid_lo, uid_hi) in journal epoch `epoch`
