@@ -12,12 +12,21 @@
 // messages: a long run is in the evicting steady state).
 //   build/bin/store_bench --benchmark_filter=ClientMessage
 //
+// ServerChat: server_store::apply() as parleyd's storage actor calls it, in
+// the chat scenario's pattern: 1,000 users, random 1:1 pairs, 100-byte
+// payloads asking for DELIVERED; each batch holds `batch` messages and the
+// acks of the previous batch's receivers (which append the receipts). With
+// and without fsync. This is the layer the journal changed (store format
+// 3): one page per user touched before, a few contiguous pages now.
+//   build/bin/store_bench --benchmark_filter=ServerChat
+//
 // LMDB databases live in temporary directories under /tmp (the machine's
 // disk), removed after each run.
 
 #include "store/client_store.hpp"
 #include "store/keys.hpp"
 #include "store/lmdb.hpp"
+#include "store/server_store.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -25,6 +34,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -183,7 +193,97 @@ void client_message_work(benchmark::State& state, bool memory) {
   state.SetItemsProcessed(static_cast<int64_t>(seq));
 }
 
+/// args: messages per batch, sync (1) or MDB_NOSYNC (0).
+void server_chat(benchmark::State& state) {
+  const auto batch = static_cast<size_t>(state.range(0));
+  const bool sync = state.range(1) != 0;
+  bench_dir dir;
+  server_store_options o;
+  o.env.sync = false; // the users are made without fsync, then reopened
+  std::unique_ptr<server_store> db;
+  {
+    auto s = server_store::open(dir.path, o);
+    if (!s) {
+      state.SkipWithError(s.error().to_string().c_str());
+      return;
+    }
+    db = std::move(*s);
+  }
+  const uint64_t t0 = 1'800'000'000'000;
+  if (!db->app_add("bench", "").ok()) {
+    state.SkipWithError("app_add failed");
+    return;
+  }
+  std::vector<uint64_t> uid(users);
+  for (uint64_t i = 0; i < users; ++i) {
+    auto t = db->user_add("bench", "u" + std::to_string(i), "", 0, t0);
+    if (!t) {
+      state.SkipWithError(t.error().to_string().c_str());
+      return;
+    }
+    uid[i] = t->uid;
+  }
+  db.reset();
+  o.env.sync = sync;
+  auto s = server_store::open(dir.path, o);
+  if (!s) {
+    state.SkipWithError(s.error().to_string().c_str());
+    return;
+  }
+  db = std::move(*s);
+  std::mt19937_64 rng{42};
+  std::uniform_int_distribution<uint64_t> pick{0, users - 1};
+  const std::string payload(100, 'x');
+  std::vector<write_op> ops;
+  std::vector<write_outcome> out;
+  std::vector<uint64_t> touched, heads;
+  std::vector<appended_record> appended;
+  std::vector<std::pair<uint64_t, uint64_t>> to_ack; // (user, seq)
+  uint64_t mid = t0 << 8, done = 0;
+  for (auto _ : state) {
+    ops.clear();
+    for (auto& [u, seq] : to_ack)
+      ops.push_back(ack_op{uid[u], "d", seq, t0});
+    to_ack.clear();
+    for (size_t i = 0; i < batch; ++i) {
+      uint64_t from = pick(rng), to = pick(rng);
+      if (to == from)
+        to = (to + 1) % users;
+      append_op a;
+      a.sender_uid = uid[from];
+      a.app_id = "bench";
+      a.sender = "u" + std::to_string(from);
+      a.device = "d";
+      a.msg.mid = ++mid;
+      a.msg.peer = "u" + std::to_string(to);
+      a.msg.flags = parley::codec::message_flags::delivery_receipt;
+      a.msg.expiry_s = parley::codec::default_expiry_s;
+      a.msg.payload = payload;
+      a.now_ms = t0;
+      ops.push_back(std::move(a));
+      to_ack.emplace_back(to, 0);
+    }
+    if (auto st = db->apply(ops, out, touched, &heads, &appended); !st) {
+      state.SkipWithError(st.to_string().c_str());
+      break;
+    }
+    // The receivers ack what this batch gave them, in the next batch.
+    size_t k = ops.size() - batch;
+    for (auto& [u, seq] : to_ack)
+      seq = out[k++].append.receiver_seq;
+    done += batch;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(done));
+}
+
 } // namespace
+
+BENCHMARK(server_chat)
+  ->Name("ServerChat")
+  ->ArgNames({"batch", "sync"})
+  ->ArgsProduct({{64, 512}, {1, 0}})
+  ->UseRealTime()
+  ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_CAPTURE(client_message_work, lmdb, false)
   ->Name("ClientMessage/lmdb_nosync")
