@@ -240,39 +240,47 @@ void server_chat(benchmark::State& state) {
   std::vector<appended_record> appended;
   std::vector<std::pair<uint64_t, uint64_t>> to_ack; // (user, seq)
   uint64_t mid = t0 << 8, done = 0;
-  for (auto _ : state) {
-    ops.clear();
-    for (auto& [u, seq] : to_ack)
-      ops.push_back(ack_op{uid[u], "d", seq, t0});
-    to_ack.clear();
-    for (size_t i = 0; i < batch; ++i) {
-      uint64_t from = pick(rng), to = pick(rng);
-      if (to == from)
-        to = (to + 1) % users;
-      append_op a;
-      a.sender_uid = uid[from];
-      a.app_id = "bench";
-      a.sender = "u" + std::to_string(from);
-      a.device = "d";
-      a.msg.mid = ++mid;
-      a.msg.peer = "u" + std::to_string(to);
-      a.msg.flags = parley::codec::message_flags::delivery_receipt;
-      a.msg.expiry_s = parley::codec::default_expiry_s;
-      a.msg.payload = payload;
-      a.now_ms = t0;
-      ops.push_back(std::move(a));
-      to_ack.emplace_back(to, 0);
+  // One iteration is 40 batches (5 journal epochs), so that a single one
+  // under callgrind (--benchmark_min_time=0.001) is a steady-state sample:
+  //   valgrind --tool=callgrind '--toggle-collect=*server_store::apply*'
+  //     build/bin/store_bench --benchmark_filter=ServerChat/batch:512/sync:0
+  //     --benchmark_min_time=0.001
+  // gives the instructions per message (total / 20,480) independent of the
+  // machine's noise.
+  for (auto _ : state)
+    for (int rep = 0; rep < 40; ++rep) {
+      ops.clear();
+      for (auto& [u, seq] : to_ack)
+        ops.push_back(ack_op{uid[u], "d", seq, t0});
+      to_ack.clear();
+      for (size_t i = 0; i < batch; ++i) {
+        uint64_t from = pick(rng), to = pick(rng);
+        if (to == from)
+          to = (to + 1) % users;
+        append_op a;
+        a.sender_uid = uid[from];
+        a.app_id = "bench";
+        a.sender = "u" + std::to_string(from);
+        a.device = "d";
+        a.msg.mid = ++mid;
+        a.msg.peer = "u" + std::to_string(to);
+        a.msg.flags = parley::codec::message_flags::delivery_receipt;
+        a.msg.expiry_s = parley::codec::default_expiry_s;
+        a.msg.payload = payload;
+        a.now_ms = t0;
+        ops.push_back(std::move(a));
+        to_ack.emplace_back(to, 0);
+      }
+      if (auto st = db->apply(ops, out, touched, &heads, &appended); !st) {
+        state.SkipWithError(st.to_string().c_str());
+        break;
+      }
+      // The receivers ack what this batch gave them, in the next batch.
+      size_t k = ops.size() - batch;
+      for (auto& [u, seq] : to_ack)
+        seq = out[k++].append.receiver_seq;
+      done += batch;
     }
-    if (auto st = db->apply(ops, out, touched, &heads, &appended); !st) {
-      state.SkipWithError(st.to_string().c_str());
-      break;
-    }
-    // The receivers ack what this batch gave them, in the next batch.
-    size_t k = ops.size() - batch;
-    for (auto& [u, seq] : to_ack)
-      seq = out[k++].append.receiver_seq;
-    done += batch;
-  }
   state.SetItemsProcessed(static_cast<int64_t>(done));
 }
 

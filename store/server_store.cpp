@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace parley::store {
@@ -62,8 +63,10 @@ constexpr uint8_t record_version = 1;
 // ----------------------------------------------------------
 
 void put_le64(std::string& out, uint64_t v) {
+  char b[8];
   for (int i = 0; i < 8; ++i)
-    out.push_back(static_cast<char>(v >> (8 * i)));
+    b[i] = static_cast<char>(v >> (8 * i));
+  out.append(b, 8);
 }
 
 uint64_t get_le64(const char* p) {
@@ -354,6 +357,17 @@ struct server_store::impl {
   std::string trim_next_dedup; // round-robin position of dedup trimming
   codec::message scratch_msg;
   bool room_full = false; // measure_room() before this batch
+  /// The batch's users' state rows, while apply() runs its transaction
+  /// `batch_txn`: each row is read once and written once per batch instead
+  /// of at every append and ack. Other transactions (other threads'
+  /// readers, the writes outside apply()) are not batch_txn and go to the
+  /// table.
+  std::atomic<const txn*> batch_txn{nullptr};
+  struct cached_state {
+    user_state st;
+    bool dirty = false;
+  };
+  std::unordered_map<uint64_t, cached_state> state_cache;
   std::string room_text;
 
   /// Decides, before a batch, whether new messages must be refused because
@@ -422,11 +436,22 @@ struct server_store::impl {
   }
 
   user_state get_state(txn& t, uint64_t uid) {
+    if (&t == batch_txn.load(std::memory_order_relaxed)) {
+      auto [it, fresh] = state_cache.try_emplace(uid);
+      if (fresh)
+        it->second.st = read_state(t, uid);
+      return it->second.st;
+    }
+    return read_state(t, uid);
+  }
+
+  user_state read_state(txn& t, uint64_t uid) {
     user_state st;
     auto v = t.get(state, be64(uid));
     if (v && *v && (*v)->size() >= 16) {
       st.head = get_le64((*v)->data());
       st.delivered_upto = get_le64((*v)->data() + 8);
+      st.segs.reserve(((*v)->size() - 16) / 16);
       for (size_t at = 16; at + 16 <= (*v)->size(); at += 16)
         st.segs.push_back(segment{get_le64((*v)->data() + at),
                                   get_le64((*v)->data() + at + 8)});
@@ -435,6 +460,29 @@ struct server_store::impl {
   }
 
   status put_state(txn& t, uint64_t uid, const user_state& st) {
+    if (&t == batch_txn.load(std::memory_order_relaxed)) {
+      auto& c = state_cache[uid];
+      c.st = st;
+      c.dirty = true;
+      return {};
+    }
+    return write_state(t, uid, st);
+  }
+
+  /// Writes the batch's changed state rows, in uid order.
+  status flush_states(txn& t) {
+    std::vector<uint64_t> uids;
+    for (auto& [uid, c] : state_cache)
+      if (c.dirty)
+        uids.push_back(uid);
+    std::sort(uids.begin(), uids.end());
+    for (auto uid : uids)
+      if (auto s = write_state(t, uid, state_cache[uid].st); !s)
+        return s;
+    return {};
+  }
+
+  status write_state(txn& t, uint64_t uid, const user_state& st) {
     std::string v;
     v.reserve(16 + 16 * st.segs.size());
     put_le64(v, st.head);
@@ -2305,6 +2353,15 @@ status server_store::apply(std::vector<write_op>& ops,
     touched.clear();
     if (appended != nullptr)
       appended->clear();
+    p.state_cache.clear();
+    p.batch_txn.store(&t, std::memory_order_relaxed);
+    struct uncache {
+      server_store::impl& p;
+      ~uncache() {
+        p.batch_txn.store(nullptr, std::memory_order_relaxed);
+        p.state_cache.clear();
+      }
+    } uncache_at_exit{p};
     p.batch_gen = p.gen + 1;
     if (auto s = p.move_share(t, p.batch_gen); !s)
       return s;
@@ -2320,7 +2377,7 @@ status server_store::apply(std::vector<write_op>& ops,
     }
     unique();
     read_heads(t); // in the batch's own transaction: no second lookup
-    return status{};
+    return p.flush_states(t);
   });
   // Committed: the gen is spent. Otherwise other writes (and the one-by-one
   // runs below) append under the last committed gen.
