@@ -62,10 +62,14 @@ constexpr uint8_t record_version = 1;
 // -- little-endian values
 // ----------------------------------------------------------
 
+void store_le64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<char>(v >> (8 * i));
+}
+
 void put_le64(std::string& out, uint64_t v) {
   char b[8];
-  for (int i = 0; i < 8; ++i)
-    b[i] = static_cast<char>(v >> (8 * i));
+  store_le64(b, v);
   out.append(b, 8);
 }
 
@@ -170,16 +174,18 @@ status check_name(const char* what, std::string_view s, size_t max) {
 std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
                           codec::frame_type type, std::string_view device,
                           const codec::buffer& frame) {
-  std::string r;
-  r.reserve(27 + device.size() + frame.size());
-  r.push_back(static_cast<char>(record_version));
-  put_le64(r, ts);
-  put_le64(r, expires);
-  put_le64(r, other);
-  r.push_back(static_cast<char>(type));
-  r.push_back(static_cast<char>(device.size()));
-  r.append(device);
-  r.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+  // One allocation, fields stored in place (this runs for every record).
+  std::string r(27 + device.size() + frame.size(), '\0');
+  char* p = r.data();
+  p[0] = static_cast<char>(record_version);
+  store_le64(p + 1, ts);
+  store_le64(p + 9, expires);
+  store_le64(p + 17, other);
+  p[25] = static_cast<char>(type);
+  p[26] = static_cast<char>(device.size());
+  std::memcpy(p + 27, device.data(), device.size());
+  if (!frame.empty())
+    std::memcpy(p + 27 + device.size(), frame.data(), frame.size());
   return r;
 }
 
@@ -368,6 +374,7 @@ struct server_store::impl {
     bool dirty = false;
   };
   std::unordered_map<uint64_t, cached_state> state_cache;
+  std::string row_buf; // write_state's scratch (writers only, one at a time)
   std::string room_text;
 
   /// Decides, before a batch, whether new messages must be refused because
@@ -483,13 +490,15 @@ struct server_store::impl {
   }
 
   status write_state(txn& t, uint64_t uid, const user_state& st) {
-    std::string v;
-    v.reserve(16 + 16 * st.segs.size());
-    put_le64(v, st.head);
-    put_le64(v, st.delivered_upto);
+    auto& v = row_buf;
+    v.resize(16 + 16 * st.segs.size());
+    char* p = v.data();
+    store_le64(p, st.head);
+    store_le64(p + 8, st.delivered_upto);
     for (auto& sg : st.segs) {
-      put_le64(v, sg.gen);
-      put_le64(v, sg.first);
+      p += 16;
+      store_le64(p, sg.gen);
+      store_le64(p + 8, sg.first);
     }
     return t.put(state, be64(uid), v);
   }
