@@ -183,7 +183,8 @@ std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
   store_le64(p + 17, other);
   p[25] = static_cast<char>(type);
   p[26] = static_cast<char>(device.size());
-  std::memcpy(p + 27, device.data(), device.size());
+  if (!device.empty()) // (an empty view's data() may be null)
+    std::memcpy(p + 27, device.data(), device.size());
   if (!frame.empty())
     std::memcpy(p + 27 + device.size(), frame.data(), frame.size());
   return r;
