@@ -452,16 +452,7 @@ class lmdb_client_store final : public client_store {
 
   /// Drops the receipts recorded for the group message `mid`.
   status delete_receipts(txn& t, uint64_t mid) {
-    auto c = t.open_cursor(receipts);
-    if (!c)
-      return c.error();
-    auto prefix = be64(mid);
-    if (auto s = c->seek(prefix); !s)
-      return s;
-    while (c->valid() && c->key().substr(0, 8) == prefix)
-      if (auto s = c->del(); !s)
-        return s;
-    return {};
+    return delete_prefix(t, receipts, be64(mid));
   }
 
   /// An id (u64 LE value) of an index table, or 0 when absent.

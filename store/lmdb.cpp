@@ -853,6 +853,21 @@ status check_format(txn& t, dbi meta, std::string_view name, uint32_t current,
   return {};
 }
 
+status delete_prefix(txn& t, dbi db, std::string_view prefix) {
+  auto c = t.open_cursor(db);
+  if (!c)
+    return c.error();
+  if (auto s = c->seek(prefix); !s)
+    return s;
+  while (c->valid() && c->key().substr(0, prefix.size()) == prefix) {
+    if (auto s = c->del(); !s)
+      return s;
+    if (auto s = c->next(); !s) // the entry after the deleted one
+      return s;
+  }
+  return {};
+}
+
 status set_format(txn& t, dbi meta, std::string_view name, uint32_t version) {
   char buf[4];
   encode_be32(buf, version);

@@ -495,6 +495,10 @@ status check_format(txn& t, dbi meta, std::string_view name, uint32_t current,
 /// write txn.
 status set_format(txn& t, dbi meta, std::string_view name, uint32_t version);
 
+/// Deletes every entry of `db` whose key starts with `prefix`. REQUIRES: a
+/// write txn.
+status delete_prefix(txn& t, dbi db, std::string_view prefix);
+
 // -- inline implementation
 // ---------------------------------------------------------
 

@@ -798,23 +798,7 @@ struct server_store::impl {
     return t.put(user_tokens, k, "");
   }
 
-  /// Deletes every key of `db` starting with `prefix`.
-  status delete_prefix(txn& t, dbi db, std::string_view prefix) {
-    auto c = t.open_cursor(db);
-    if (!c)
-      return c.error();
-    if (auto s = c->seek(prefix); !s)
-      return s;
-    while (c->valid() && c->key().substr(0, prefix.size()) == prefix) {
-      if (auto s = c->del(); !s)
-        return s;
-      // After MDB_DEL the cursor points at the next entry, but the wrapper
-      // may need a fresh positioning: seek again.
-      if (auto s = c->seek(prefix); !s)
-        return s;
-    }
-    return {};
-  }
+
 
   status delete_user(txn& t, const std::string& app, const std::string& address,
                      uint64_t uid) {

@@ -1624,3 +1624,17 @@ TEST_CASE_TEMPLATE("another device's outgoing copy never looks like this "
   REQUIRE(none.ok());
   CHECK(!*none);
 }
+
+TEST_CASE_TEMPLATE("remove drops every member receipt of a group message", B,
+                   lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  auto id = f.send("", 5, "to the group");
+  REQUIRE(f.db->set_receivers(id, 3).ok());
+  for (std::string m : {"bob", "carol", "dave"})
+    REQUIRE(f.db->member_status(id, m, st_delivered, t0).ok());
+  REQUIRE(f.db->member_receipts(id)->size() == 3);
+  REQUIRE(f.db->remove(id).ok());
+  auto left = f.db->member_receipts(id);
+  REQUIRE(left.ok());
+  CHECK(left->empty());
+}

@@ -910,3 +910,22 @@ TEST_CASE("the reader table limit is resource_exhausted") {
   open.clear(); // frees the slots
   CHECK(e->begin_read().ok());
 }
+
+TEST_CASE("delete_prefix deletes the keys with the prefix, and only those") {
+  temp_dir tmp;
+  auto e = open_env(tmp.path);
+  auto kv = open_db(*e, "kv");
+  auto st = e->write([&](txn& t) -> status {
+    for (auto k : {"a", "ab1", "ab2", "ab3", "abc", "b"})
+      if (auto s = t.put(kv, k, "v"); !s)
+        return s;
+    if (auto s = delete_prefix(t, kv, "ab"); !s)
+      return s;
+    return delete_prefix(t, kv, "zz"); // nothing: not an error
+  });
+  REQUIRE_MESSAGE(st.ok(), st.to_string());
+  CHECK(read(*e, kv, "a") == "v");
+  CHECK(read(*e, kv, "b") == "v");
+  for (auto k : {"ab1", "ab2", "ab3", "abc"})
+    CHECK(read(*e, kv, k) == "<absent>");
+}
