@@ -29,7 +29,6 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <set>
 #include <shared_mutex>
 #include <unordered_map>
 

@@ -669,12 +669,9 @@ struct server_store::impl {
     uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
     uint64_t next_epoch_gen = (epoch + 1) * journal_epoch;
     for (auto uid : uids) {
-      auto v = t.get(state, be64(uid));
-      if (!v)
-        return v.error();
-      if (!*v)
-        continue; // the user was deleted; its records are in log now
       auto st = get_state(t, uid);
+      if (st.head == 0)
+        continue; // no state row: nothing points into the journal
       auto keep = std::find_if(st.segs.begin(), st.segs.end(),
                                [&](const segment& sg) {
                                  return sg.gen >= next_epoch_gen;
