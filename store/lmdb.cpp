@@ -801,6 +801,27 @@ status cursor::seek_for_prev(std::string_view key) {
   return {};
 }
 
+status cursor::put(std::string_view key, std::string_view value,
+                   put_flags flags) {
+  if (cur_ == nullptr)
+    return not_open("put");
+  valid_ = deleted_ = false;
+  key_ = value_ = {};
+  if (auto st = txn_->check_key(key, "cursor put into", db_); !st.ok())
+    return st;
+  if (auto st = txn_->check_write("cursor put into", db_); !st.ok())
+    return st;
+  MDB_val k = to_val(key);
+  MDB_val v = to_val(value);
+  int rc = mdb_cursor_put(cur_, &k, &v, static_cast<unsigned>(flags));
+  if (rc != 0) {
+    if (rc == MDB_MAP_FULL)
+      txn_->map_full_ = true;
+    return txn_->fail(rc, "cursor put into", db_);
+  }
+  return {};
+}
+
 status cursor::del() {
   if (cur_ == nullptr)
     return not_open("del");

@@ -225,6 +225,13 @@ class cursor {
   /// start.
   status seek_for_prev(std::string_view key);
 
+  /// Writes `key` = `value` (mdb_cursor_put) and leaves the cursor on it, but
+  /// not valid() (seek to read). Cheaper than txn::put for keys in order:
+  /// LMDB searches from the root only when the key is not on the cursor's
+  /// page. REQUIRES: a write txn.
+  status put(std::string_view key, std::string_view value,
+             put_flags flags = put_flags::none);
+
   /// Deletes the current entry. Afterwards `valid()` is false, and next() or
   /// prev() move to the entry after or before the deleted one. REQUIRES:
   /// valid(), a write txn.

@@ -2,6 +2,7 @@
 
 #include "codec/codec.hpp"
 #include "store/keys.hpp"
+#include "store/segments.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -190,6 +191,40 @@ std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
   return r;
 }
 
+/// A stored record's fields, viewing its bytes (valid while they are).
+struct record_view {
+  uint64_t ts_ms = 0;
+  uint64_t expires_ms = 0;
+  uint64_t other_uid = 0;
+  codec::frame_type type = codec::frame_type::message;
+  std::string_view device;
+  std::string_view frame;
+};
+
+/// Whom an incoming message record owes a receipt, and for what.
+struct receipt_due {
+  uint64_t seq = 0;    ///< The record's seq (in the receiver's log).
+  uint64_t sender = 0; ///< The sender's uid, whose log gets the receipt.
+  uint64_t mid = 0;
+  uint32_t group_id = 0;
+  bool wanted = false; ///< The sender asked for this receipt.
+};
+
+bool view_record(std::string_view v, record_view& out) {
+  if (v.size() < 27 || static_cast<uint8_t>(v[0]) != record_version)
+    return false;
+  size_t dlen = static_cast<uint8_t>(v[26]);
+  if (v.size() < 27 + dlen)
+    return false;
+  out.ts_ms = get_le64(v.data() + 1);
+  out.expires_ms = get_le64(v.data() + 9);
+  out.other_uid = get_le64(v.data() + 17);
+  out.type = static_cast<codec::frame_type>(v[25]);
+  out.device = v.substr(27, dlen);
+  out.frame = v.substr(27 + dlen);
+  return true;
+}
+
 bool decode_record(std::string_view v, uint64_t seq, log_record& out) {
   if (v.size() < 27 || static_cast<uint8_t>(v[0]) != record_version)
     return false;
@@ -214,21 +249,14 @@ void dedup_key(key_builder& k, uint64_t uid, std::string_view device,
   k.u64(mid).u64(uid).u8(static_cast<uint8_t>(device.size())).bytes(device);
 }
 
-/// A user's records in journal gen `gen` begin at seq `first` (and end
-/// where the next segment begins).
-struct segment {
-  uint64_t gen = 0;
-  uint64_t first = 0;
-};
+/// Batches (gens) per journal epoch.
+constexpr uint64_t journal_epoch = 8;
 
 struct user_state {
   uint64_t head = 0;
   uint64_t delivered_upto = 0;
-  std::vector<segment> segs; ///< Ascending gens and seqs.
+  segment_list<2 * journal_epoch> segs; ///< Ascending gens and seqs.
 };
-
-/// Batches (gens) per journal epoch.
-constexpr uint64_t journal_epoch = 8;
 
 struct token_rec {
   uint64_t uid = 0;
@@ -376,6 +404,14 @@ struct server_store::impl {
   };
   std::unordered_map<uint64_t, cached_state> state_cache;
   std::string row_buf; // write_state's scratch (writers only, one at a time)
+  /// move_slice's scratch: the records being moved, their values in arena.
+  struct moved {
+    uint64_t uid, seq;
+    size_t at, len;
+  };
+  std::vector<moved> move_buf;
+  std::vector<receipt_due> dues_buf; // do_ack's and do_read's scratch
+  std::string move_arena;
   std::string room_text;
 
   /// Decides, before a batch, whether new messages must be refused because
@@ -459,7 +495,6 @@ struct server_store::impl {
     if (v && *v && (*v)->size() >= 16) {
       st.head = get_le64((*v)->data());
       st.delivered_upto = get_le64((*v)->data() + 8);
-      st.segs.reserve(((*v)->size() - 16) / 16);
       for (size_t at = 16; at + 16 <= (*v)->size(); at += 16)
         st.segs.push_back(segment{get_le64((*v)->data() + at),
                                   get_le64((*v)->data() + at + 8)});
@@ -484,13 +519,19 @@ struct server_store::impl {
       if (c.dirty)
         uids.push_back(uid);
     std::sort(uids.begin(), uids.end());
+    // One cursor: neighbouring uids' rows share pages, found without a
+    // search from the root.
+    auto c = t.open_cursor(state);
+    if (!c)
+      return c.error();
     for (auto uid : uids)
-      if (auto s = write_state(t, uid, state_cache[uid].st); !s)
+      if (auto s = write_state(t, uid, state_cache[uid].st, &*c); !s)
         return s;
     return {};
   }
 
-  status write_state(txn& t, uint64_t uid, const user_state& st) {
+  status write_state(txn& t, uint64_t uid, const user_state& st,
+                     store::cursor* c = nullptr) {
     auto& v = row_buf;
     v.resize(16 + 16 * st.segs.size());
     char* p = v.data();
@@ -501,7 +542,7 @@ struct server_store::impl {
       store_le64(p, sg.gen);
       store_le64(p + 8, sg.first);
     }
-    return t.put(state, be64(uid), v);
+    return c != nullptr ? c->put(be64(uid), v) : t.put(state, be64(uid), v);
   }
 
   // -- where a record lives: `log` or a journal gen (see "the journal")
@@ -638,7 +679,15 @@ struct server_store::impl {
     if (uid_lo >= uid_hi)
       return {};
     dbi j = journal[epoch % 2];
-    std::vector<uint64_t> uids;
+    // Read gen-major (the journal's order), write user-major: one cursor on
+    // `log` then puts each user's records one after the other at the end
+    // of that user's range, where LMDB finds the page without a search
+    // from the root. The values are copied out first: the puts may reuse
+    // pages, and the journal's entries stay until the table is cleared.
+    auto& mv = move_buf;
+    mv.clear();
+    auto& arena = move_arena;
+    arena.clear();
     {
       auto c = t.open_cursor(j);
       if (!c)
@@ -656,17 +705,32 @@ struct server_store::impl {
           uint64_t uid = get_be64(key.data() + 8);
           if (get_be64(key.data()) != g || uid >= uid_hi)
             break;
-          if (uids.empty() || uids.back() != uid)
-            uids.push_back(uid);
-          if (auto s = t.put(log, key.substr(8), c->value()); !s)
-            return s;
+          mv.push_back(moved{uid, get_be64(key.data() + 16), arena.size(),
+                             c->value().size()});
+          arena.append(c->value());
           if (auto s = c->next(); !s)
             return s;
         }
       }
     }
-    std::sort(uids.begin(), uids.end());
-    uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+    std::sort(mv.begin(), mv.end(), [](const moved& a, const moved& b) {
+      return a.uid != b.uid ? a.uid < b.uid : a.seq < b.seq;
+    });
+    std::vector<uint64_t> uids;
+    {
+      auto c = t.open_cursor(log);
+      if (!c)
+        return c.error();
+      for (auto& m : mv) {
+        if (uids.empty() || uids.back() != m.uid)
+          uids.push_back(m.uid);
+        key_builder k;
+        k.u64(m.uid).u64(m.seq);
+        if (auto s = c->put(k.view(), std::string_view{arena}.substr(m.at, m.len));
+            !s)
+          return s;
+      }
+    }
     uint64_t next_epoch_gen = (epoch + 1) * journal_epoch;
     for (auto uid : uids) {
       auto st = get_state(t, uid);
@@ -676,7 +740,7 @@ struct server_store::impl {
                                [&](const segment& sg) {
                                  return sg.gen >= next_epoch_gen;
                                });
-      st.segs.erase(st.segs.begin(), keep);
+      st.segs.erase_front(keep);
       if (auto s = put_state(t, uid, st); !s)
         return s;
     }
@@ -1536,11 +1600,10 @@ struct server_store::impl {
     return {};
   }
 
-  /// Appends a receipt (DELIVERED, READ) to the sender of an incoming
-  /// message record.
-  status receipt(txn& t, const log_record& r, const std::string& me,
-                 uint64_t my_uid, codec::message_status value, uint64_t now,
-                 std::vector<uint64_t>& touched) {
+  /// Decodes incoming message record `r` of `my_uid` (seq `seq`) into `due`:
+  /// `wanted` when its sender asked for `value` (DELIVERED, READ).
+  status receipt_of(const record_view& r, uint64_t seq, uint64_t my_uid,
+                    codec::message_status value, receipt_due& due) {
     auto& m = scratch_msg;
     if (codec::decode_body(
           reinterpret_cast<const uint8_t*>(r.frame.data()) + codec::header_size,
@@ -1549,39 +1612,50 @@ struct server_store::impl {
     uint16_t want = value == codec::message_status::read
                       ? codec::message_flags::read_receipt
                       : codec::message_flags::delivery_receipt;
-    if ((m.flags & want) == 0 || m.outgoing || r.other_uid == 0 ||
-        r.other_uid == my_uid)
-      return {};
-    codec::status_update su{0, m.mid, me, 0, {}, value, now, {}};
-    if (m.group_id != 0) { // per member, in the group's conversation
+    due.seq = seq;
+    due.sender = r.other_uid;
+    due.mid = m.mid;
+    due.group_id = m.group_id;
+    due.wanted = (m.flags & want) != 0 && !m.outgoing && r.other_uid != 0 &&
+                 r.other_uid != my_uid;
+    return {};
+  }
+
+  /// Appends a receipt (DELIVERED, READ) to the sender's log.
+  status receipt(txn& t, const receipt_due& due, const std::string& me,
+                 uint64_t my_uid, codec::message_status value, uint64_t now,
+                 std::vector<uint64_t>& touched) {
+    codec::status_update su{0, due.mid, me, 0, {}, value, now, {}};
+    if (due.group_id != 0) { // per member, in the group's conversation
       su.peer.clear();
-      su.group_id = m.group_id;
+      su.group_id = due.group_id;
       su.member = me;
     }
     frame_buf.clear();
     codec::encode(su, frame_buf);
-    auto seq = append_record(t, r.other_uid, now, 0, my_uid,
+    auto seq = append_record(t, due.sender, now, 0, my_uid,
                              codec::frame_type::status_update, {}, frame_buf);
     if (!seq)
       return seq.error();
-    touched.push_back(r.other_uid);
+    touched.push_back(due.sender);
     return {};
   }
 
-  /// Visits the incoming message records of `uid` in (from, to].
+  /// Visits the incoming message records of `uid` in (from, to]:
+  /// f(seq, record_view), the view valid during the call.
   template<class F>
   status scan_messages(txn& t, uint64_t uid, uint64_t from, uint64_t to,
                        F&& f) {
-    log_record r;
+    record_view r;
     return each_record(
       t, get_state(t, uid), uid, from + 1,
       [&](uint64_t seq, std::string_view v) -> result<bool> {
         if (seq > to)
           return false;
-        if (!decode_record(v, seq, r))
+        if (!view_record(v, r))
           return corrupt("log");
-        if (r.type == codec::frame_type::message && r.origin_device.empty())
-          if (auto s = f(r); !s)
+        if (r.type == codec::frame_type::message && r.device.empty())
+          if (auto s = f(seq, r); !s)
             return s;
         return true;
       });
@@ -1609,24 +1683,32 @@ struct server_store::impl {
     // Newly delivered to the user (first device to ack): DELIVERED receipts.
     auto [app, me] = identity(t, op.uid);
     uint64_t from = st.delivered_upto;
-    std::vector<log_record> recs;
-    if (auto s = scan_messages(t, op.uid, from, seq,
-                               [&](const log_record& r) -> status {
-                                 // A record skipped as expired got EXPIRED,
-                                 // not DELIVERED.
-                                 auto gone = is_expired(t, op.uid, r.seq);
-                                 if (!gone)
-                                   return gone.error();
-                                 if (!*gone)
-                                   recs.push_back(r);
-                                 return {};
-                               });
+    auto& dues = dues_buf;
+    dues.clear();
+    receipt_due due;
+    if (auto s = scan_messages(
+          t, op.uid, from, seq,
+          [&](uint64_t rseq, const record_view& r) -> status {
+            if (auto s = receipt_of(r, rseq, op.uid,
+                                    codec::message_status::delivered, due);
+                !s)
+              return s;
+            if (!due.wanted)
+              return {};
+            // A record skipped as expired got EXPIRED, not DELIVERED.
+            auto gone = is_expired(t, op.uid, rseq);
+            if (!gone)
+              return gone.error();
+            if (!*gone)
+              dues.push_back(due);
+            return {};
+          });
         !s)
       return s;
     // Receipts are appended after the scan: appending moves other users'
-    // logs, never this one (a message to oneself is skipped by receipt()).
-    for (auto& r : recs)
-      if (auto s = receipt(t, r, me, op.uid, codec::message_status::delivered,
+    // logs, never this one (a message to oneself owes no receipt).
+    for (auto& d : dues)
+      if (auto s = receipt(t, d, me, op.uid, codec::message_status::delivered,
                            op.now_ms, touched);
           !s)
         return s;
@@ -1910,32 +1992,32 @@ struct server_store::impl {
     constexpr uint64_t max_scan = 100000;
     if (to - from > max_scan)
       from = to - max_scan;
-    std::vector<log_record> recs;
+    auto& dues = dues_buf;
+    dues.clear();
+    receipt_due due;
     if (auto s = scan_messages(
           t, op.uid, from, to,
-          [&](const log_record& r) -> status {
+          [&](uint64_t rseq, const record_view& r) -> status {
             if (op.group_id == 0 && r.other_uid != puid)
               return {};
+            if (auto s = receipt_of(r, rseq, op.uid,
+                                    codec::message_status::read, due);
+                !s)
+              return s;
             // The conversation: 1:1 or this group.
-            auto& m = scratch_msg;
-            if (codec::decode_body(
-                  reinterpret_cast<const uint8_t*>(r.frame.data()) +
-                    codec::header_size,
-                  r.frame.size() - codec::header_size, m) != codec::errc::ok)
-              return corrupt("log message");
-            if (m.group_id != op.group_id)
+            if (due.group_id != op.group_id || !due.wanted)
               return {};
-            auto gone = is_expired(t, op.uid, r.seq);
+            auto gone = is_expired(t, op.uid, rseq);
             if (!gone)
               return gone.error();
             if (!*gone) // EXPIRED already, never READ
-              recs.push_back(r);
+              dues.push_back(due);
             return {};
           });
         !s)
       return s;
-    for (auto& r : recs)
-      if (auto s = receipt(t, r, me, op.uid, codec::message_status::read,
+    for (auto& d : dues)
+      if (auto s = receipt(t, d, me, op.uid, codec::message_status::read,
                            op.now_ms, touched);
           !s)
         return s;

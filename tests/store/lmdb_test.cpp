@@ -601,6 +601,65 @@ TEST_CASE("cursors close with their transaction and survive moves") {
   CHECK(!rc->valid());
 }
 
+TEST_CASE("cursor put writes in and out of order, beside other writers") {
+  temp_dir tmp;
+  auto e = open_env(tmp.path);
+  auto kv = open_db(*e, "kv");
+  std::vector<uint64_t> keys(5000);
+  for (uint64_t i = 0; i < keys.size(); ++i)
+    keys[i] = i * 7;
+  std::mt19937_64 rng{42};
+  // Half in order (the fast path: the key is on the cursor's page), then
+  // the rest shuffled, interleaved with txn::put and a cursor del, so
+  // pages split under the cursor.
+  std::shuffle(keys.begin() + keys.size() / 2, keys.end(), rng);
+  {
+    auto t = e->begin_write();
+    REQUIRE(t.ok());
+    auto c = t->open_cursor(kv);
+    REQUIRE(c.ok());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::string v(100 + i % 50, static_cast<char>('a' + i % 26));
+      REQUIRE(c->put(be64(keys[i]), v).ok());
+      CHECK(!c->valid()); // positioned, but not for reading
+      if (i % 97 == 0)
+        REQUIRE(t->put(kv, be64(keys[i] + 1), "odd").ok());
+    }
+    // Overwrite, no_overwrite, and reading after a seek.
+    REQUIRE(c->put(be64(0), "zero").ok());
+    CHECK(c->put(be64(7), "x", put_flags::no_overwrite).code() ==
+          status_code::already_exists);
+    REQUIRE(c->seek(be64(7)).ok());
+    REQUIRE(c->valid());
+    CHECK(c->value() == std::string(101, 'b'));
+    REQUIRE(c->del().ok());
+    // append refuses a key that does not sort last.
+    CHECK(!c->put(be64(3), "y", put_flags::append).ok());
+    REQUIRE(c->put(be64(1) + std::string(8, '\xff'), "y").ok());
+    REQUIRE(t->commit().ok());
+  }
+  CHECK(read(*e, kv, be64(0)) == "zero");
+  CHECK(read(*e, kv, be64(7)) == "<absent>"); // deleted
+  CHECK(read(*e, kv, be64(14)) == std::string(102, 'c'));
+  CHECK(read(*e, kv, be64(1)) == "odd");
+  auto r = e->begin_read();
+  REQUIRE(r.ok());
+  auto rc = r->open_cursor(kv);
+  REQUIRE(rc.ok());
+  size_t n = 0;
+  std::string last;
+  for (auto s = rc->first(); rc->valid(); s = rc->next()) {
+    REQUIRE(s.ok());
+    CHECK(std::string{rc->key()} > last);
+    last = std::string{rc->key()};
+    ++n;
+  }
+  // 5000 keys - 1 deleted + 52 "odd" + 1 long key.
+  CHECK(n == keys.size() - 1 + (keys.size() + 96) / 97 + 1);
+  r->abort();
+  CHECK(rc->put("k", "v").code() == status_code::failed_precondition);
+}
+
 TEST_CASE("reserve hands out map space to encode into") {
   temp_dir tmp;
   auto e = open_env(tmp.path);

@@ -5,6 +5,7 @@
 
 #include "codec/codec.hpp"
 #include "store/keys.hpp"
+#include "store/segments.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <doctest/doctest.h>
@@ -123,6 +124,41 @@ struct fixture {
 };
 
 } // namespace
+
+TEST_CASE("segment_list: inline, then on the heap, copies independent") {
+  segment_list<4> a;
+  CHECK(a.empty());
+  for (uint64_t g = 1; g <= 4; ++g)
+    a.push_back(segment{g, g * 10});
+  CHECK(!a.on_heap());
+  segment_list<4> inl = a;
+  a.push_back(segment{5, 50}); // outgrows the inline room
+  CHECK(a.on_heap());
+  REQUIRE(a.size() == 5);
+  for (uint64_t i = 0; i < 5; ++i)
+    CHECK((a[i].gen == i + 1 && a[i].first == (i + 1) * 10));
+  CHECK(a.back().gen == 5);
+  segment_list<4> b = a; // a heap copy
+  b.erase_front(b.begin() + 2);
+  REQUIRE(b.size() == 3);
+  CHECK(b[0].gen == 3);
+  CHECK(a.size() == 5); // untouched by b
+  inl.erase_front(inl.begin() + 1);
+  REQUIRE(inl.size() == 3);
+  CHECK((inl[0].gen == 2 && inl.back().gen == 4));
+  inl = a; // inline <- heap
+  CHECK((inl.on_heap() && inl.size() == 5));
+  segment_list<4> c;
+  c.push_back(segment{9, 90});
+  inl = c; // heap <- inline
+  CHECK((!inl.on_heap() && inl.size() == 1 && inl[0].gen == 9));
+  inl.erase_front(inl.end());
+  CHECK(inl.empty());
+  uint64_t sum = 0;
+  for (auto& sg : a)
+    sum += sg.gen;
+  CHECK(sum == 15);
+}
 
 TEST_CASE("tokens: every login failure has its reason") {
   fixture f;
