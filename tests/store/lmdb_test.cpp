@@ -9,6 +9,8 @@
 #include <lmdb.h>
 
 #include <algorithm>
+#include <set>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -118,6 +120,50 @@ TEST_CASE("big-endian keys sort in numeric order") {
   CHECK(get_be32(s.data()) == 0x01020304u);
   CHECK(user_seq(1, 300) < user_seq(2, 1));
   CHECK(user_seq(2, 255) < user_seq(2, 256));
+}
+
+TEST_CASE("keys sort as bytes: unsigned, a prefix first (LMDB's order)") {
+  // The databases use our own comparator (8 bytes at a time); the order
+  // must be LMDB's default, memcmp's, or stores written before it would
+  // be misread.
+  temp_dir tmp;
+  auto e = open_env(tmp.path);
+  auto kv = open_db(*e, "kv");
+  std::mt19937_64 rng{7};
+  std::set<std::string> want;
+  while (want.size() < 4000) {
+    std::string k(1 + rng() % 40, '\0');
+    for (auto& c : k) // few distinct bytes: long common prefixes
+      c = static_cast<char>(std::array<int, 5>{0, 1, 0x7f, 0x80, 0xff}[rng() % 5]);
+    if (rng() % 4 == 0 && !want.empty() && want.rbegin()->size() < 80)
+      // a prefix of a key, or one longer
+      k = rng() % 2 ? want.begin()->substr(0, k.size() % 8 + 1)
+                    : *want.rbegin() + k;
+    want.insert(k);
+  }
+  {
+    auto t = e->begin_write();
+    REQUIRE(t.ok());
+    for (auto& k : want)
+      REQUIRE(t->put(kv, k, "").ok());
+    REQUIRE(t->commit().ok());
+  }
+  auto r = e->begin_read();
+  REQUIRE(r.ok());
+  auto c = r->open_cursor(kv);
+  REQUIRE(c.ok());
+  std::vector<std::string> got;
+  for (auto s = c->first(); c->valid(); s = c->next()) {
+    REQUIRE(s.ok());
+    got.emplace_back(c->key());
+  }
+  CHECK(got == std::vector<std::string>(want.begin(), want.end()));
+  // And each key is found by a seek (the search uses the comparator too).
+  for (auto& k : want) {
+    REQUIRE(c->seek(k).ok());
+    REQUIRE(c->valid());
+    CHECK(c->key() == k);
+  }
 }
 
 TEST_CASE("key_builder composes fields and refuses to overflow") {
