@@ -1661,6 +1661,45 @@ struct server_store::impl {
       });
   }
 
+  /// Appends `value` (DELIVERED, READ) receipts to the senders of the
+  /// incoming messages of `uid` (address `me`) in (from, to] that asked for
+  /// one; only those of 1:1 peer `peer` (0: any sender) and of group
+  /// `group` (none: any conversation). A message that got EXPIRED gets no
+  /// other receipt.
+  status send_receipts(txn& t, uint64_t uid, const std::string& me,
+                       uint64_t from, uint64_t to, codec::message_status value,
+                       uint64_t now, std::vector<uint64_t>& touched,
+                       uint64_t peer = 0,
+                       std::optional<uint32_t> group = std::nullopt) {
+    auto& dues = dues_buf;
+    dues.clear();
+    receipt_due due;
+    if (auto s = scan_messages(
+          t, uid, from, to,
+          [&](uint64_t rseq, const record_view& r) -> status {
+            if (peer != 0 && r.other_uid != peer)
+              return {}; // (before the decode: a read scans a long log)
+            if (auto s = receipt_of(r, rseq, uid, value, due); !s)
+              return s;
+            if (!due.wanted || (group && due.group_id != *group))
+              return {};
+            auto gone = is_expired(t, uid, rseq);
+            if (!gone)
+              return gone.error();
+            if (!*gone)
+              dues.push_back(due);
+            return {};
+          });
+        !s)
+      return s;
+    // Appended after the scan: appending moves other users' logs, never
+    // this one (a message to oneself owes no receipt).
+    for (auto& d : dues)
+      if (auto s = receipt(t, d, me, uid, value, now, touched); !s)
+        return s;
+    return {};
+  }
+
   status do_ack(txn& t, ack_op& op, std::vector<uint64_t>& touched) {
     key_builder ck;
     ck.u64(op.uid).bytes(op.device);
@@ -1683,35 +1722,11 @@ struct server_store::impl {
     // Newly delivered to the user (first device to ack): DELIVERED receipts.
     auto [app, me] = identity(t, op.uid);
     uint64_t from = st.delivered_upto;
-    auto& dues = dues_buf;
-    dues.clear();
-    receipt_due due;
-    if (auto s = scan_messages(
-          t, op.uid, from, seq,
-          [&](uint64_t rseq, const record_view& r) -> status {
-            if (auto s = receipt_of(r, rseq, op.uid,
-                                    codec::message_status::delivered, due);
-                !s)
-              return s;
-            if (!due.wanted)
-              return {};
-            // A record skipped as expired got EXPIRED, not DELIVERED.
-            auto gone = is_expired(t, op.uid, rseq);
-            if (!gone)
-              return gone.error();
-            if (!*gone)
-              dues.push_back(due);
-            return {};
-          });
+    if (auto s = send_receipts(t, op.uid, me, from, seq,
+                               codec::message_status::delivered, op.now_ms,
+                               touched);
         !s)
       return s;
-    // Receipts are appended after the scan: appending moves other users'
-    // logs, never this one (a message to oneself owes no receipt).
-    for (auto& d : dues)
-      if (auto s = receipt(t, d, me, op.uid, codec::message_status::delivered,
-                           op.now_ms, touched);
-          !s)
-        return s;
     st = get_state(t, op.uid);
     st.delivered_upto = seq;
     return put_state(t, op.uid, st);
@@ -1992,35 +2007,12 @@ struct server_store::impl {
     constexpr uint64_t max_scan = 100000;
     if (to - from > max_scan)
       from = to - max_scan;
-    auto& dues = dues_buf;
-    dues.clear();
-    receipt_due due;
-    if (auto s = scan_messages(
-          t, op.uid, from, to,
-          [&](uint64_t rseq, const record_view& r) -> status {
-            if (op.group_id == 0 && r.other_uid != puid)
-              return {};
-            if (auto s = receipt_of(r, rseq, op.uid,
-                                    codec::message_status::read, due);
-                !s)
-              return s;
-            // The conversation: 1:1 or this group.
-            if (due.group_id != op.group_id || !due.wanted)
-              return {};
-            auto gone = is_expired(t, op.uid, rseq);
-            if (!gone)
-              return gone.error();
-            if (!*gone) // EXPIRED already, never READ
-              dues.push_back(due);
-            return {};
-          });
+    // The conversation: 1:1 with puid, or this group.
+    if (auto s = send_receipts(t, op.uid, me, from, to,
+                               codec::message_status::read, op.now_ms, touched,
+                               op.group_id == 0 ? puid : 0, op.group_id);
         !s)
       return s;
-    for (auto& d : dues)
-      if (auto s = receipt(t, d, me, op.uid, codec::message_status::read,
-                           op.now_ms, touched);
-          !s)
-        return s;
     std::string v;
     put_le64(v, to);
     return t.put(reads, rk.view(), v);

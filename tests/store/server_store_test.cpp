@@ -306,6 +306,40 @@ TEST_CASE("read: READ once for the peer's messages that asked for it") {
   CHECK(f.receipts().size() == 1);
 }
 
+TEST_CASE("read: only the conversation read gets READ") {
+  fixture f;
+  auto carol = *f.db->user_add("demo", "carol", "Carol", 0, t0);
+  append_op op;
+  op.sender_uid = carol.uid;
+  op.app_id = "demo";
+  op.sender = "carol";
+  op.device = "c1";
+  op.msg.mid = 7;
+  op.msg.peer = "bob";
+  op.msg.flags = codec::message_flags::read_receipt;
+  op.msg.expiry_s = codec::default_expiry_s;
+  op.msg.payload = "from carol";
+  op.now_ms = t0;
+  REQUIRE(f.apply({op})[0].append.status == message_status::sent);
+  f.send(1, "bob", "from alice");
+  auto reads_of = [&](uint64_t uid) {
+    size_t n = 0;
+    for (auto& r : f.log_of(uid))
+      if (r.type == codec::frame_type::status_update &&
+          f.decode<codec::status_update>(r).value == message_status::read)
+        ++n;
+    return n;
+  };
+  // Bob reads his conversation with alice, up to his head: carol's message
+  // (seq 1, before alice's) is in range but of another conversation.
+  f.apply({read_op{f.bob.uid, "alice", f.db->head(f.bob.uid), t0}});
+  CHECK(reads_of(f.alice.uid) == 1);
+  CHECK(reads_of(carol.uid) == 0);
+  f.apply({read_op{f.bob.uid, "carol", f.db->head(f.bob.uid), t0}});
+  CHECK(reads_of(carol.uid) == 1);
+  CHECK(reads_of(f.alice.uid) == 1);
+}
+
 TEST_CASE("expiry: EXPIRED once, never for a message a device acked") {
   fixture f;
   f.send(1, "bob", "short", t0, 0, 60);
