@@ -225,6 +225,26 @@ bool view_record(std::string_view v, record_view& out) {
   return true;
 }
 
+/// encode_record, appended to `out`.
+void append_encoded_record(std::string& out, uint64_t ts, uint64_t expires,
+                           uint64_t other, codec::frame_type type,
+                           std::string_view device,
+                           const codec::buffer& frame) {
+  size_t at = out.size();
+  out.resize(at + 27 + device.size() + frame.size());
+  char* p = out.data() + at;
+  p[0] = static_cast<char>(record_version);
+  store_le64(p + 1, ts);
+  store_le64(p + 9, expires);
+  store_le64(p + 17, other);
+  p[25] = static_cast<char>(type);
+  p[26] = static_cast<char>(device.size());
+  if (!device.empty())
+    std::memcpy(p + 27, device.data(), device.size());
+  if (!frame.empty())
+    std::memcpy(p + 27 + device.size(), frame.data(), frame.size());
+}
+
 bool decode_record(std::string_view v, uint64_t seq, log_record& out) {
   if (v.size() < 27 || static_cast<uint8_t>(v[0]) != record_version)
     return false;
@@ -410,6 +430,55 @@ struct server_store::impl {
     size_t at, len;
   };
   std::vector<moved> move_buf;
+  /// The batch's journal records (gen batch_gen), appended by
+  /// append_record in apply()'s transaction and written by spill(): at the
+  /// end of the batch, or before anything in the batch reads or changes
+  /// its own gen. Sorted, they go in through one cursor, the first time
+  /// with MDB_APPEND (their keys begin with the new gen, so they sort after
+  /// everything in the table, and pages fill completely).
+  struct pending_rec {
+    uint64_t uid, seq;
+    size_t at, len; ///< The record in pending_arena.
+  };
+  std::vector<pending_rec> pending;
+  std::string pending_arena;
+  bool spilled = false; ///< Part of this gen is in the table: no append.
+
+  status spill(txn& t) {
+    if (pending.empty())
+      return {};
+    std::sort(pending.begin(), pending.end(),
+              [](const pending_rec& a, const pending_rec& b) {
+                return a.uid != b.uid ? a.uid < b.uid : a.seq < b.seq;
+              });
+    auto c = t.open_cursor(journal_of(batch_gen));
+    if (!c)
+      return c.error();
+    auto flags = spilled ? put_flags::none : put_flags::append;
+    for (auto& r : pending) {
+      key_builder k;
+      k.u64(batch_gen).u64(r.uid).u64(r.seq);
+      if (auto s = c->put(k.view(),
+                          std::string_view{pending_arena}.substr(r.at, r.len),
+                          flags);
+          !s)
+        return s;
+    }
+    pending.clear();
+    pending_arena.clear();
+    spilled = true;
+    return {};
+  }
+
+  /// Before `t` reads or changes journal gen `g`: the batch's pending
+  /// records are written out when they are of that gen. (A failure shows
+  /// at the commit's spill, which writes the same records again.)
+  void spill_for(txn& t, uint64_t g) {
+    if (g == batch_gen && !pending.empty() &&
+        &t == batch_txn.load(std::memory_order_relaxed))
+      spill_status = spill(t);
+  }
+  status spill_status;
   std::vector<receipt_due> dues_buf; // do_ack's and do_read's scratch
   std::string move_arena;
   std::string room_text;
@@ -549,12 +618,15 @@ struct server_store::impl {
 
   dbi journal_of(uint64_t g) const { return journal[(g / journal_epoch) % 2]; }
 
-  /// The table and key of (uid, seq) for a user in state `st`.
-  std::pair<dbi, key_builder> locate(const user_state& st, uint64_t uid,
-                                     uint64_t seq) const {
+  /// The table and key of (uid, seq) for a user in state `st` (in `t`,
+  /// with the batch's pending journal records written out when the record
+  /// is of this batch).
+  std::pair<dbi, key_builder> locate(txn& t, const user_state& st,
+                                     uint64_t uid, uint64_t seq) {
     key_builder k;
     for (auto i = st.segs.size(); i-- > 0;)
       if (st.segs[i].first <= seq) {
+        spill_for(t, st.segs[i].gen);
         k.u64(st.segs[i].gen).u64(uid).u64(seq);
         return {journal_of(st.segs[i].gen), std::move(k)};
       }
@@ -632,6 +704,7 @@ struct server_store::impl {
       if (end <= from)
         continue;
       uint64_t g = st.segs[i].gen;
+      spill_for(t, g);
       key_builder k;
       k.u64(g).u64(uid).u64(std::max(from, st.segs[i].first));
       if (auto s =
@@ -655,6 +728,7 @@ struct server_store::impl {
       if (st.segs[i].first > last)
         continue;
       uint64_t g = st.segs[i].gen;
+      spill_for(t, g);
       key_builder k;
       k.u64(g).u64(uid).u64(last);
       if (auto s =
@@ -817,12 +891,21 @@ struct server_store::impl {
       frame[codec::header_size + i] = static_cast<uint8_t>(seq >> (8 * i));
     if (st.segs.empty() || st.segs.back().gen != batch_gen)
       st.segs.push_back(segment{batch_gen, seq});
-    key_builder k;
-    k.u64(batch_gen).u64(uid).u64(seq);
-    if (auto s = t.put(journal_of(batch_gen), k.view(),
-                       encode_record(ts, expires, other, type, device, frame));
-        !s)
-      return s;
+    if (&t == batch_txn.load(std::memory_order_relaxed)) {
+      // Written at the end of the batch, sorted (spill).
+      pending.push_back(pending_rec{uid, seq, pending_arena.size(), 0});
+      append_encoded_record(pending_arena, ts, expires, other, type, device,
+                            frame);
+      pending.back().len = pending_arena.size() - pending.back().at;
+    } else {
+      key_builder k;
+      k.u64(batch_gen).u64(uid).u64(seq);
+      if (auto s =
+            t.put(journal_of(batch_gen), k.view(),
+                  encode_record(ts, expires, other, type, device, frame));
+          !s)
+        return s;
+    }
     st.head = seq;
     if (auto s = put_state(t, uid, st); !s)
       return s;
@@ -883,6 +966,8 @@ struct server_store::impl {
     }
     // (expiries entries of a deleted user are dropped by the next sweep,
     // its dedup entries by the trimmer: uids are never reused.)
+    if (auto s = spill(t); !s)
+      return s;
     for (auto& sg : get_state(t, uid).segs) {
       key_builder jp;
       jp.u64(sg.gen).u64(uid);
@@ -1375,7 +1460,7 @@ struct server_store::impl {
     }
     frame_buf.clear();
     codec::encode(m, frame_buf);
-    auto [db, k] = locate(get_state(t, uid), uid, r.seq);
+    auto [db, k] = locate(t, get_state(t, uid), uid, r.seq);
     return t.put(db, k.view(),
                  encode_record(r.ts_ms, r.expires_ms, r.other_uid, r.type,
                                r.origin_device, frame_buf));
@@ -1793,7 +1878,7 @@ struct server_store::impl {
   }
 
   result<bool> load_record(txn& t, uint64_t uid, uint64_t seq, log_record& r) {
-    auto [db, k] = locate(get_state(t, uid), uid, seq);
+    auto [db, k] = locate(t, get_state(t, uid), uid, seq);
     auto v = t.get(db, k.view());
     if (!v)
       return v.error();
@@ -1937,7 +2022,7 @@ struct server_store::impl {
           !s)
         return s;
       for (auto seq : doomed) {
-        auto [db, where] = locate(ust, uid, seq);
+        auto [db, where] = locate(t, ust, uid, seq);
         if (auto s = t.del(db, where.view()); !s)
           return s;
         key_builder k;
@@ -2419,12 +2504,18 @@ status server_store::apply(std::vector<write_op>& ops,
     if (appended != nullptr)
       appended->clear();
     p.state_cache.clear();
+    p.pending.clear();
+    p.pending_arena.clear();
+    p.spilled = false;
+    p.spill_status = {};
     p.batch_txn.store(&t, std::memory_order_relaxed);
     struct uncache {
       server_store::impl& p;
       ~uncache() {
         p.batch_txn.store(nullptr, std::memory_order_relaxed);
         p.state_cache.clear();
+        p.pending.clear();
+        p.pending_arena.clear();
       }
     } uncache_at_exit{p};
     p.batch_gen = p.gen + 1;
@@ -2442,6 +2533,10 @@ status server_store::apply(std::vector<write_op>& ops,
     }
     unique();
     read_heads(t); // in the batch's own transaction: no second lookup
+    if (!p.spill_status)
+      return p.spill_status;
+    if (auto s = p.spill(t); !s)
+      return s;
     return p.flush_states(t);
   });
   // Committed: the gen is spent. Otherwise other writes (and the one-by-one

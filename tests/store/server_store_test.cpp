@@ -863,6 +863,52 @@ TEST_CASE("edit: both stored copies change, and both logs get an update") {
   CHECK(f.log_of(f.alice.uid)[1].origin_device == "a1");
 }
 
+TEST_CASE("journal: a batch reads and rewrites the records it appended") {
+  // The batch's journal records are written at its end (sorted); what in
+  // the same batch reads them (an ack up to the new head, an edit of the
+  // new message) must see them first.
+  fixture f;
+  append_op op;
+  op.sender_uid = f.alice.uid;
+  op.app_id = "demo";
+  op.sender = "alice";
+  op.device = "a1";
+  op.msg.mid = 7;
+  op.msg.peer = "bob";
+  op.msg.flags = codec::message_flags::delivery_receipt;
+  op.msg.expiry_s = codec::default_expiry_s;
+  op.msg.payload = "helo";
+  op.now_ms = t0;
+  auto edit = change_by_alice(codec::update_kind::edit, 7, "hello");
+  edit.uid = f.alice.uid;
+  // (Not f.apply: the batch's copies of the records it appended predate
+  // the edit; the server runs edits in batches of their own.)
+  std::vector<write_op> ops{op, ack_op{f.bob.uid, "b1", 1, t0}, edit,
+                            ack_op{f.bob.uid, "b1", 2, t0}};
+  std::vector<write_outcome> out;
+  std::vector<uint64_t> touched;
+  REQUIRE(f.db->apply(ops, out, touched).ok());
+  REQUIRE(out[0].append.status == message_status::sent);
+  REQUIRE_MESSAGE(out[2].refusal.ok(), out[2].refusal.to_string());
+  auto r = f.receipts();
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].value == message_status::delivered);
+  CHECK(r[0].mid == 7);
+  auto bob = f.log_of(f.bob.uid);
+  REQUIRE(bob.size() == 2);
+  auto m = f.decode<codec::message>(bob[0]);
+  CHECK(m.payload == "hello");
+  CHECK((m.flags & codec::message_flags::edited) != 0);
+  CHECK(bob[1].type == codec::frame_type::update);
+  // alice: her copy (edited), the DELIVERED and her update, in seq order.
+  auto alice = f.log_of(f.alice.uid);
+  REQUIRE(alice.size() == 3);
+  CHECK(f.decode<codec::message>(alice[0]).payload == "hello");
+  CHECK(alice[1].type == codec::frame_type::status_update);
+  CHECK(alice[2].type == codec::frame_type::update);
+  CHECK(f.db->cursor(f.bob.uid, "b1") == 2);
+}
+
 TEST_CASE("retract: within the window only, once, from the sending device") {
   fixture f;
   f.send(7, "bob", "oops");
