@@ -174,22 +174,7 @@ status check_name(const char* what, std::string_view s, size_t max) {
 /// type, u8 device length, device, frame (header + body).
 std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
                           codec::frame_type type, std::string_view device,
-                          const codec::buffer& frame) {
-  // One allocation, fields stored in place (this runs for every record).
-  std::string r(27 + device.size() + frame.size(), '\0');
-  char* p = r.data();
-  p[0] = static_cast<char>(record_version);
-  store_le64(p + 1, ts);
-  store_le64(p + 9, expires);
-  store_le64(p + 17, other);
-  p[25] = static_cast<char>(type);
-  p[26] = static_cast<char>(device.size());
-  if (!device.empty()) // (an empty view's data() may be null)
-    std::memcpy(p + 27, device.data(), device.size());
-  if (!frame.empty())
-    std::memcpy(p + 27 + device.size(), frame.data(), frame.size());
-  return r;
-}
+                          const codec::buffer& frame);
 
 /// A stored record's fields, viewing its bytes (valid while they are).
 struct record_view {
@@ -243,6 +228,15 @@ void append_encoded_record(std::string& out, uint64_t ts, uint64_t expires,
     std::memcpy(p + 27, device.data(), device.size());
   if (!frame.empty())
     std::memcpy(p + 27 + device.size(), frame.data(), frame.size());
+}
+
+/// The record alone (one allocation, fields stored in place).
+std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
+                          codec::frame_type type, std::string_view device,
+                          const codec::buffer& frame) {
+  std::string r;
+  append_encoded_record(r, ts, expires, other, type, device, frame);
+  return r;
 }
 
 bool decode_record(std::string_view v, uint64_t seq, log_record& out) {

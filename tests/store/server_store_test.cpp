@@ -75,22 +75,33 @@ struct fixture {
     return out;
   }
 
+  /// A message from `from` (address `sender`) to `to`, sent at t0.
+  static append_op message(uint64_t from, const std::string& sender,
+                           const std::string& device, uint64_t mid,
+                           const std::string& to, uint16_t flags,
+                           const std::string& payload) {
+    append_op op;
+    op.sender_uid = from;
+    op.app_id = "demo";
+    op.sender = sender;
+    op.device = device;
+    op.msg.mid = mid;
+    op.msg.peer = to;
+    op.msg.flags = flags;
+    op.msg.expiry_s = codec::default_expiry_s;
+    op.msg.payload = payload;
+    op.now_ms = t0;
+    return op;
+  }
+
   append_outcome send(uint64_t mid, const std::string& to,
                       const std::string& payload, uint64_t now = t0,
                       uint16_t flags = codec::message_flags::delivery_receipt |
                                        codec::message_flags::read_receipt,
                       uint32_t expiry = codec::default_expiry_s,
                       const std::string& device = "a1") {
-    append_op op;
-    op.sender_uid = alice.uid;
-    op.app_id = "demo";
-    op.sender = "alice";
-    op.device = device;
-    op.msg.mid = mid;
-    op.msg.peer = to;
-    op.msg.flags = flags;
+    auto op = message(alice.uid, "alice", device, mid, to, flags, payload);
     op.msg.expiry_s = expiry;
-    op.msg.payload = payload;
     op.now_ms = now;
     auto out = apply({op});
     REQUIRE(out[0].st.ok());
@@ -309,17 +320,8 @@ TEST_CASE("read: READ once for the peer's messages that asked for it") {
 TEST_CASE("read: only the conversation read gets READ") {
   fixture f;
   auto carol = *f.db->user_add("demo", "carol", "Carol", 0, t0);
-  append_op op;
-  op.sender_uid = carol.uid;
-  op.app_id = "demo";
-  op.sender = "carol";
-  op.device = "c1";
-  op.msg.mid = 7;
-  op.msg.peer = "bob";
-  op.msg.flags = codec::message_flags::read_receipt;
-  op.msg.expiry_s = codec::default_expiry_s;
-  op.msg.payload = "from carol";
-  op.now_ms = t0;
+  auto op = fixture::message(carol.uid, "carol", "c1", 7, "bob",
+                             codec::message_flags::read_receipt, "from carol");
   REQUIRE(f.apply({op})[0].append.status == message_status::sent);
   f.send(1, "bob", "from alice");
   auto reads_of = [&](uint64_t uid) {
@@ -868,17 +870,8 @@ TEST_CASE("journal: a batch reads and rewrites the records it appended") {
   // the same batch reads them (an ack up to the new head, an edit of the
   // new message) must see them first.
   fixture f;
-  append_op op;
-  op.sender_uid = f.alice.uid;
-  op.app_id = "demo";
-  op.sender = "alice";
-  op.device = "a1";
-  op.msg.mid = 7;
-  op.msg.peer = "bob";
-  op.msg.flags = codec::message_flags::delivery_receipt;
-  op.msg.expiry_s = codec::default_expiry_s;
-  op.msg.payload = "helo";
-  op.now_ms = t0;
+  auto op = fixture::message(f.alice.uid, "alice", "a1", 7, "bob",
+                             codec::message_flags::delivery_receipt, "helo");
   auto edit = change_by_alice(codec::update_kind::edit, 7, "hello");
   edit.uid = f.alice.uid;
   // (Not f.apply: the batch's copies of the records it appended predate
