@@ -529,8 +529,52 @@ struct server_store::impl {
     return std::optional<user_rec>{std::move(u)};
   }
 
+  // Who is who, for apply()'s appends and acks: users change only by
+  // deletion (delete_user drops them here), so these need no other
+  // invalidation. Used and changed only inside write transactions, which
+  // LMDB runs one at a time. Bounded: cleared when full.
+  static constexpr size_t max_cached_users = size_t{1} << 20;
+  std::unordered_map<uint64_t, std::pair<std::string, std::string>>
+    identities;                                       ///< uid -> (app, address)
+  std::unordered_map<std::string, uint64_t> uid_cache; ///< user_key -> uid
+
+  /// The uid of (app, address), 0 when there is no such user.
+  result<uint64_t> uid_of(txn& t, std::string_view app,
+                          std::string_view address) {
+    bool batch = &t == batch_txn.load(std::memory_order_relaxed);
+    auto key = user_key(app, address);
+    if (batch)
+      if (auto it = uid_cache.find(key); it != uid_cache.end())
+        return it->second;
+    auto u = get_user(t, app, address);
+    if (!u)
+      return u.error();
+    if (!*u)
+      return uint64_t{0};
+    if (batch) {
+      if (uid_cache.size() >= max_cached_users)
+        uid_cache.clear();
+      uid_cache.emplace(std::move(key), (*u)->uid);
+    }
+    return (*u)->uid;
+  }
+
   /// (app, address) of a uid; empty app when unknown.
   std::pair<std::string, std::string> identity(txn& t, uint64_t uid) {
+    bool batch = &t == batch_txn.load(std::memory_order_relaxed);
+    if (batch)
+      if (auto it = identities.find(uid); it != identities.end())
+        return it->second;
+    auto id = read_identity(t, uid);
+    if (batch && !id.first.empty()) {
+      if (identities.size() >= max_cached_users)
+        identities.clear();
+      identities.emplace(uid, id);
+    }
+    return id;
+  }
+
+  std::pair<std::string, std::string> read_identity(txn& t, uint64_t uid) {
     auto v = t.get(uids, be64(uid));
     if (!v || !*v || (*v)->size() < 2)
       return {};
@@ -940,6 +984,8 @@ struct server_store::impl {
 
   status delete_user(txn& t, const std::string& app, const std::string& address,
                      uint64_t uid) {
+    identities.erase(uid);
+    uid_cache.erase(user_key(app, address));
     // Tokens of the user.
     auto c = t.open_cursor(user_tokens);
     if (!c)
@@ -1597,10 +1643,10 @@ struct server_store::impl {
     }
     if (m.group_id != 0)
       return do_group_append(t, op, out, touched, dk.view());
-    auto ru = get_user(t, op.app_id, m.peer);
+    auto ru = uid_of(t, op.app_id, m.peer);
     if (!ru)
       return ru.error();
-    if (!*ru) {
+    if (*ru == 0) {
       out.status = codec::message_status::invalid_dest;
       out.ts_ms = op.now_ms;
       out.text = "there is no user '" + m.peer + "' in app '" + op.app_id +
@@ -1613,7 +1659,7 @@ struct server_store::impl {
       out.text = room_text;
       return {};
     }
-    uint64_t ruid = (*ru)->uid;
+    uint64_t ruid = *ru;
     auto rstate = get_state(t, ruid);
     if (rstate.head - rstate.delivered_upto >= opts.inbox_quota) {
       out.status = codec::message_status::inbox_full;
@@ -2061,12 +2107,12 @@ struct server_store::impl {
       return {};
     uint64_t puid = 0;
     if (op.group_id == 0) {
-      auto peer = get_user(t, app, op.peer);
+      auto peer = uid_of(t, app, op.peer);
       if (!peer)
         return peer.error();
-      if (!*peer)
+      if (*peer == 0)
         return {};
-      puid = (*peer)->uid;
+      puid = *peer;
     }
     // Read marks: per peer uid, or per group (the top bit set: uids never
     // reach it).

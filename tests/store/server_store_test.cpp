@@ -317,6 +317,29 @@ TEST_CASE("read: READ once for the peer's messages that asked for it") {
   CHECK(f.receipts().size() == 1);
 }
 
+TEST_CASE("a user deleted and added again is a new user to later messages") {
+  // The store remembers who is who between batches: a deletion must make it
+  // forget.
+  fixture f;
+  f.send(1, "bob", "to the first bob");
+  f.apply({ack_op{f.bob.uid, "b1", 1, t0}}); // bob's identity, for receipts
+  auto old_uid = f.bob.uid;
+  REQUIRE(f.db->user_delete("demo", "bob").ok());
+  auto bob2 = *f.db->user_add("demo", "bob", "Bob", 0, t0);
+  REQUIRE(bob2.uid != old_uid);
+  auto out = f.send(2, "bob", "to the second bob");
+  CHECK(out.status == message_status::sent);
+  CHECK(out.receiver_uid == bob2.uid);
+  CHECK(f.db->head(bob2.uid) == 1);
+  CHECK(f.db->head(old_uid) == 0);
+  // And the new bob's DELIVERED comes from "bob", through his new uid.
+  f.apply({ack_op{bob2.uid, "b1", 1, t0}});
+  auto r = f.receipts();
+  REQUIRE(r.size() == 2);
+  CHECK(r[1].mid == 2);
+  CHECK(r[1].peer == "bob");
+}
+
 TEST_CASE("read: only the conversation read gets READ") {
   fixture f;
   auto carol = *f.db->user_add("demo", "carol", "Carol", 0, t0);
