@@ -188,7 +188,6 @@ struct record_view {
 
 /// Whom an incoming message record owes a receipt, and for what.
 struct receipt_due {
-  uint64_t seq = 0;    ///< The record's seq (in the receiver's log).
   uint64_t sender = 0; ///< The sender's uid, whose log gets the receipt.
   uint64_t mid = 0;
   uint32_t group_id = 0;
@@ -240,18 +239,16 @@ std::string encode_record(uint64_t ts, uint64_t expires, uint64_t other,
 }
 
 bool decode_record(std::string_view v, uint64_t seq, log_record& out) {
-  if (v.size() < 27 || static_cast<uint8_t>(v[0]) != record_version)
+  record_view r;
+  if (!view_record(v, r))
     return false;
   out.seq = seq;
-  out.ts_ms = get_le64(v.data() + 1);
-  out.expires_ms = get_le64(v.data() + 9);
-  out.other_uid = get_le64(v.data() + 17);
-  out.type = static_cast<codec::frame_type>(v[25]);
-  size_t dlen = static_cast<uint8_t>(v[26]);
-  if (v.size() < 27 + dlen)
-    return false;
-  out.origin_device.assign(v.data() + 27, dlen);
-  out.frame.assign(v.data() + 27 + dlen, v.size() - 27 - dlen);
+  out.ts_ms = r.ts_ms;
+  out.expires_ms = r.expires_ms;
+  out.other_uid = r.other_uid;
+  out.type = r.type;
+  out.origin_device.assign(r.device);
+  out.frame.assign(r.frame);
   return true;
 }
 
@@ -418,33 +415,38 @@ struct server_store::impl {
   };
   std::unordered_map<uint64_t, cached_state> state_cache;
   std::string row_buf; // write_state's scratch (writers only, one at a time)
-  /// move_slice's scratch: the records being moved, their values in arena.
-  struct moved {
+  /// A record waiting to be written: its value at [at, at + len) of an
+  /// arena string.
+  struct staged {
     uint64_t uid, seq;
     size_t at, len;
   };
-  std::vector<moved> move_buf;
+  /// Sorts `v` by (uid, seq): the order in which one cursor writes them
+  /// with the fewest searches.
+  static void sort_by_user(std::vector<staged>& v) {
+    std::sort(v.begin(), v.end(), [](const staged& a, const staged& b) {
+      return a.uid != b.uid ? a.uid < b.uid : a.seq < b.seq;
+    });
+  }
+  /// move_slice's scratch: the records being moved into `log`.
+  std::vector<staged> move_buf;
+  std::string move_arena;
+  /// do_ack's and do_read's scratch.
+  std::vector<receipt_due> dues_buf;
   /// The batch's journal records (gen batch_gen), appended by
   /// append_record in apply()'s transaction and written by spill(): at the
   /// end of the batch, or before anything in the batch reads or changes
   /// its own gen. Sorted, they go in through one cursor, the first time
   /// with MDB_APPEND (their keys begin with the new gen, so they sort after
   /// everything in the table, and pages fill completely).
-  struct pending_rec {
-    uint64_t uid, seq;
-    size_t at, len; ///< The record in pending_arena.
-  };
-  std::vector<pending_rec> pending;
+  std::vector<staged> pending;
   std::string pending_arena;
   bool spilled = false; ///< Part of this gen is in the table: no append.
 
   status spill(txn& t) {
     if (pending.empty())
       return {};
-    std::sort(pending.begin(), pending.end(),
-              [](const pending_rec& a, const pending_rec& b) {
-                return a.uid != b.uid ? a.uid < b.uid : a.seq < b.seq;
-              });
+    sort_by_user(pending);
     auto c = t.open_cursor(journal_of(batch_gen));
     if (!c)
       return c.error();
@@ -465,16 +467,15 @@ struct server_store::impl {
   }
 
   /// Before `t` reads or changes journal gen `g`: the batch's pending
-  /// records are written out when they are of that gen. (A failure shows
-  /// at the commit's spill, which writes the same records again.)
+  /// records are written out when they are of that gen. (A failure is kept
+  /// in spill_status, which apply() returns at the batch's end: the
+  /// transaction is then aborted, or rerun after the map grew.)
   void spill_for(txn& t, uint64_t g) {
     if (g == batch_gen && !pending.empty() &&
         &t == batch_txn.load(std::memory_order_relaxed))
       spill_status = spill(t);
   }
   status spill_status;
-  std::vector<receipt_due> dues_buf; // do_ack's and do_read's scratch
-  std::string move_arena;
   std::string room_text;
 
   /// Decides, before a batch, whether new messages must be refused because
@@ -817,17 +818,15 @@ struct server_store::impl {
           uint64_t uid = get_be64(key.data() + 8);
           if (get_be64(key.data()) != g || uid >= uid_hi)
             break;
-          mv.push_back(moved{uid, get_be64(key.data() + 16), arena.size(),
-                             c->value().size()});
+          mv.push_back(staged{uid, get_be64(key.data() + 16), arena.size(),
+                              c->value().size()});
           arena.append(c->value());
           if (auto s = c->next(); !s)
             return s;
         }
       }
     }
-    std::sort(mv.begin(), mv.end(), [](const moved& a, const moved& b) {
-      return a.uid != b.uid ? a.uid < b.uid : a.seq < b.seq;
-    });
+    sort_by_user(mv);
     std::vector<uint64_t> uids;
     {
       auto c = t.open_cursor(log);
@@ -931,7 +930,7 @@ struct server_store::impl {
       st.segs.push_back(segment{batch_gen, seq});
     if (&t == batch_txn.load(std::memory_order_relaxed)) {
       // Written at the end of the batch, sorted (spill).
-      pending.push_back(pending_rec{uid, seq, pending_arena.size(), 0});
+      pending.push_back(staged{uid, seq, pending_arena.size(), 0});
       append_encoded_record(pending_arena, ts, expires, other, type, device,
                             frame);
       pending.back().len = pending_arena.size() - pending.back().at;
@@ -1725,9 +1724,9 @@ struct server_store::impl {
     return {};
   }
 
-  /// Decodes incoming message record `r` of `my_uid` (seq `seq`) into `due`:
-  /// `wanted` when its sender asked for `value` (DELIVERED, READ).
-  status receipt_of(const record_view& r, uint64_t seq, uint64_t my_uid,
+  /// Decodes incoming message record `r` of `my_uid` into `due`: `wanted`
+  /// when its sender asked for `value` (DELIVERED, READ).
+  status receipt_of(const record_view& r, uint64_t my_uid,
                     codec::message_status value, receipt_due& due) {
     auto& m = scratch_msg;
     if (codec::decode_body(
@@ -1737,7 +1736,6 @@ struct server_store::impl {
     uint16_t want = value == codec::message_status::read
                       ? codec::message_flags::read_receipt
                       : codec::message_flags::delivery_receipt;
-    due.seq = seq;
     due.sender = r.other_uid;
     due.mid = m.mid;
     due.group_id = m.group_id;
@@ -1804,7 +1802,7 @@ struct server_store::impl {
           [&](uint64_t rseq, const record_view& r) -> status {
             if (peer != 0 && r.other_uid != peer)
               return {}; // (before the decode: a read scans a long log)
-            if (auto s = receipt_of(r, rseq, uid, value, due); !s)
+            if (auto s = receipt_of(r, uid, value, due); !s)
               return s;
             if (!due.wanted || (group && due.group_id != *group))
               return {};

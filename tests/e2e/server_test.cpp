@@ -142,6 +142,7 @@ TEST_CASE("receipts reach a sender that was offline meanwhile") {
     CHECK(sent.seq == 1);
     a->send(codec::ack{1});
     a->barrier();
+    f.settle(); // the ack is stored before alice logs in again
   }
   auto b = f.login(f.bob_token, "b1");
   auto m = b->expect<codec::message>();

@@ -62,6 +62,15 @@ struct fixture {
     opts.port = srv->port(); // a restart binds the same port
   }
 
+  /// Returns once what sessions have queued at the storage actor so far is
+  /// committed: the storage actor applies an admin call only after a
+  /// flush of everything before it in its mailbox (here: a refused
+  /// app_add). For a device's ack before the device logs in again.
+  void settle() {
+    auto s = srv->app_add("demo");
+    REQUIRE(s.code() == status_code::already_exists);
+  }
+
   std::string user(const std::string& address) {
     auto t = srv->user_add("demo", address);
     REQUIRE_MESSAGE(t.ok(), t.error().to_string());
