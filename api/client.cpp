@@ -477,16 +477,23 @@ result<std::unique_ptr<client>> client::create(const client_options& opts,
 }
 
 void client::add_listener(std::shared_ptr<listener> l) {
-  std::lock_guard<std::mutex> guard{impl_->ctx->listeners_mtx};
-  auto& v = impl_->ctx->listeners;
-  if (std::find(v.begin(), v.end(), l) == v.end())
-    v.push_back(std::move(l));
+  auto& ctx = *impl_->ctx;
+  std::lock_guard<std::mutex> guard{ctx.listeners_mtx};
+  auto& v = *ctx.listeners;
+  if (std::find(v.begin(), v.end(), l) != v.end())
+    return;
+  auto next = std::make_shared<cli::client_context::listener_list>(v);
+  next->push_back(std::move(l));
+  ctx.listeners = std::move(next);
 }
 
 void client::remove_listener(const std::shared_ptr<listener>& l) {
-  std::lock_guard<std::mutex> guard{impl_->ctx->listeners_mtx};
-  auto& v = impl_->ctx->listeners;
-  v.erase(std::remove(v.begin(), v.end(), l), v.end());
+  auto& ctx = *impl_->ctx;
+  std::lock_guard<std::mutex> guard{ctx.listeners_mtx};
+  auto next = std::make_shared<cli::client_context::listener_list>(
+    *ctx.listeners);
+  next->erase(std::remove(next->begin(), next->end(), l), next->end());
+  ctx.listeners = std::move(next);
 }
 
 status client::start() {

@@ -359,12 +359,13 @@ class lmdb_client_store final : public client_store {
   status add_new_outgoing(client_message& m, uint64_t now_ms) override;
   result<std::vector<client_message>> outbox() override;
   result<client_message> set_status(uint64_t mid, uint8_t status, uint64_t seq,
-                                    uint64_t ts_ms) override;
+                                    uint64_t ts_ms, uint8_t* before) override;
   result<client_message> requeue(uint64_t mid) override;
   result<bool> add_incoming(client_message& m) override;
   result<uint64_t> cursor() override;
   status set_cursor(uint64_t seq) override;
   result<std::optional<client_message>> get(uint64_t id) override;
+  result<std::optional<uint8_t>> status_of(uint64_t id) override;
   result<std::vector<client_message>> read(const std::string& peer,
                                            uint32_t group_id, uint64_t from_id,
                                            size_t count,
@@ -738,7 +739,8 @@ result<client_message> lmdb_client_store::requeue(uint64_t mid) {
 result<client_message> lmdb_client_store::set_status(uint64_t mid,
                                                      uint8_t status,
                                                      uint64_t seq,
-                                                     uint64_t ts_ms) {
+                                                     uint64_t ts_ms,
+                                                     uint8_t* before) {
   if (auto s = check_outgoing_status(status); !s)
     return s;
   client_message out;
@@ -751,6 +753,8 @@ result<client_message> lmdb_client_store::set_status(uint64_t mid,
                             "set_status: there is no outgoing message " +
                               hex_id(mid)};
     out = std::move(**m);
+    if (before != nullptr)
+      *before = out.status;
     bool changed = false;
     if (status_advances(out.status, status)) {
       out.status = status;
@@ -958,6 +962,15 @@ result<std::optional<client_message>> lmdb_client_store::get(uint64_t id) {
   if (!t)
     return t.error();
   return load(*t, id);
+}
+
+result<std::optional<uint8_t>> lmdb_client_store::status_of(uint64_t id) {
+  auto m = get(id); // one decode: the LMDB backend has no cheaper path
+  if (!m)
+    return m.error();
+  if (!*m)
+    return std::optional<uint8_t>{};
+  return std::optional<uint8_t>{(*m)->status};
 }
 
 result<std::vector<client_message>>

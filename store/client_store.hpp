@@ -169,10 +169,12 @@ class client_store {
   /// OUTBOX takes it out of the outbox. A status never goes backwards
   /// (SENT after DELIVERED is ignored; failures replace OUTBOX and SENT).
   /// `seq` and `ts_ms` are stored when not 0. Returns the updated message,
-  /// or not_found.
+  /// or not_found; `before`, when given, gets the status it had (so a
+  /// caller knows whether the status changed without reading it first).
   virtual result<client_message> set_status(uint64_t mid, uint8_t status,
                                             uint64_t seq = 0,
-                                            uint64_t ts_ms = 0) = 0;
+                                            uint64_t ts_ms = 0,
+                                            uint8_t* before = nullptr) = 0;
 
   /// Puts a failed (or still queued) outgoing message back into the outbox
   /// with status OUTBOX, for a resend: failures are final for set_status,
@@ -237,6 +239,10 @@ class client_store {
 
   /// One message by local id.
   virtual result<std::optional<client_message>> get(uint64_t id) = 0;
+
+  /// The status of message `id` (nullopt when none is held): get() without
+  /// the copy of the message, for callers that only look at its status.
+  virtual result<std::optional<uint8_t>> status_of(uint64_t id) = 0;
 
   /// A page of the conversation with `peer` (or `group_id`): at most `count`
   /// messages strictly before (newest_first) or after (oldest_first) the

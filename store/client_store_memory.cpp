@@ -130,6 +130,11 @@ struct conversation {
 };
 
 class memory_client_store final : public client_store {
+  /// A message lives behind a pointer: it stays put while the table moves
+  /// entries, and the table's slots stay small.
+  using message_map =
+    tsl::robin_map<uint64_t, std::unique_ptr<client_message>, id_hash>;
+
  public:
   explicit memory_client_store(const memory_options& opts)
     : max_(opts.max_messages) {
@@ -213,22 +218,24 @@ class memory_client_store final : public client_store {
       if (it == msgs_.end())
         return broken("outbox: message " + hex_id(mid) +
                       " is queued but not stored");
-      out.push_back(it->second);
+      out.push_back(*it->second);
     }
     return out;
   }
 
   result<client_message> set_status(uint64_t mid, uint8_t status, uint64_t seq,
-                                    uint64_t ts_ms) override {
+                                    uint64_t ts_ms, uint8_t* before) override {
     if (auto s = check_outgoing_status(status); !s)
       return s;
     std::unique_lock lock{mu_};
     auto it = msgs_.find(mid);
-    if (it == msgs_.end() || !it->second.outgoing || it->second.mid != mid)
+    if (it == msgs_.end() || !it->second->outgoing || it->second->mid != mid)
       return parley::status{status_code::not_found,
                             "set_status: there is no outgoing message " +
                               hex_id(mid)};
-    auto& m = it->second;
+    auto& m = *it->second;
+    if (before != nullptr)
+      *before = m.status;
     bool was_final = evictable(m);
     if (status_advances(m.status, status))
       m.status = status;
@@ -252,10 +259,10 @@ class memory_client_store final : public client_store {
   result<client_message> requeue(uint64_t mid) override {
     std::unique_lock lock{mu_};
     auto it = msgs_.find(mid);
-    if (it == msgs_.end() || !it->second.outgoing || it->second.mid != mid)
+    if (it == msgs_.end() || !it->second->outgoing || it->second->mid != mid)
       return status{status_code::not_found,
                     "requeue: there is no outgoing message " + hex_id(mid)};
-    auto& m = it->second;
+    auto& m = *it->second;
     bool failed = (m.status & status_failure_bit) != 0;
     if (!failed && m.status != status_outbox)
       return status{status_code::failed_precondition,
@@ -377,11 +384,11 @@ class memory_client_store final : public client_store {
       return parley::status{status_code::not_found,
                             "change: there is no message " + hex_id(id)};
     if (changed != nullptr)
-      *changed = (it->second.flags | add_flags) != it->second.flags ||
-                 it->second.payload != payload;
-    it->second.flags |= add_flags;
-    it->second.payload = payload;
-    return it->second;
+      *changed = (it->second->flags | add_flags) != it->second->flags ||
+                 it->second->payload != payload;
+    it->second->flags |= add_flags;
+    it->second->payload = payload;
+    return *it->second;
   }
 
   result<std::optional<client_message>> get(uint64_t id) override {
@@ -389,7 +396,15 @@ class memory_client_store final : public client_store {
     auto it = msgs_.find(id);
     if (it == msgs_.end())
       return std::optional<client_message>{};
-    return std::optional<client_message>{it->second};
+    return std::optional<client_message>{*it->second};
+  }
+
+  result<std::optional<uint8_t>> status_of(uint64_t id) override {
+    std::shared_lock lock{mu_};
+    auto it = msgs_.find(id);
+    if (it == msgs_.end())
+      return std::optional<uint8_t>{};
+    return std::optional<uint8_t>{it->second->status};
   }
 
   result<std::vector<client_message>> read(const std::string& peer,
@@ -443,7 +458,7 @@ class memory_client_store final : public client_store {
         if (it == msgs_.end())
           return broken("conversation: its last message " + hex_id(c.last_id) +
                         " is not stored");
-        cs.last = it->second;
+        cs.last = *it->second;
       }
       cs.unread = c.unread;
       out.push_back(std::move(cs));
@@ -480,7 +495,7 @@ class memory_client_store final : public client_store {
       if (it == msgs_.end())
         return broken("conversation index: message " + hex_id(*i) +
                       " is listed but not stored");
-      auto& m = it->second;
+      auto& m = *it->second;
       if (!is_unread(m))
         continue;
       ++seen;
@@ -559,13 +574,13 @@ class memory_client_store final : public client_store {
       return it == groups_.end() ? nullptr : &it->second;
     }
     auto it = peers_.find(peer);
-    return it == peers_.end() ? nullptr : &it->second;
+    return it == peers_.end() ? nullptr : &it.value();
   }
 
   conversation& make_conv(const client_message& m) {
     if (m.group_id != 0)
       return groups_[m.group_id];
-    return peers_.try_emplace(m.peer).first->second;
+    return peers_.try_emplace(m.peer).first.value();
   }
 
   void drop_conv(const client_message& m) {
@@ -579,7 +594,7 @@ class memory_client_store final : public client_store {
   uint64_t find_mid(const std::string& sender, uint64_t mid) const {
     auto sent_by = [&](uint64_t id) {
       auto it = msgs_.find(id);
-      return it != msgs_.end() && it->second.sender == sender;
+      return it != msgs_.end() && it->second->sender == sender;
     };
     auto first = by_mid_.find(mid);
     if (first == by_mid_.end())
@@ -627,7 +642,7 @@ class memory_client_store final : public client_store {
     if (it == msgs_.end())
       return broken("conversation index: message " + hex_id(id) +
                     " is listed but not stored");
-    out.push_back(it->second);
+    out.push_back(*it->second);
     return {};
   }
 
@@ -652,7 +667,7 @@ class memory_client_store final : public client_store {
     if (is_unread(m))
       ++c.unread;
     bool final_now = evictable(m);
-    msgs_.emplace(id, std::move(m));
+    msgs_.emplace(id, std::make_unique<client_message>(std::move(m)));
     if (final_now)
       push_evictable(id);
   }
@@ -661,9 +676,9 @@ class memory_client_store final : public client_store {
   /// takes it (its conversation keeps it as its last message if it was);
   /// otherwise remove() (the conversation falls back to its previous
   /// message, and goes when it holds none).
-  void erase(std::unordered_map<uint64_t, client_message>::iterator it,
+  void erase(message_map::iterator it,
              bool evicting) {
-    auto& m = it->second;
+    auto& m = *it->second;
     uint64_t id = m.id;
     if (m.seq != 0)
       unindex_seq(m.seq, id);
@@ -687,7 +702,7 @@ class memory_client_store final : public client_store {
         if (!own_outgoing(m))
           evicted_seq_ = std::max(evicted_seq_, m.seq);
         if (c->last_id == id)
-          c->evicted_last = std::make_unique<client_message>(std::move(m));
+          c->evicted_last = std::move(it.value()); // no copy
       } else if (c->ids.empty()) {
         drop_conv(m); // the conversation is empty now
       } else if (c->last_id == id) {
@@ -723,7 +738,7 @@ class memory_client_store final : public client_store {
         heap_.pop_back();
       }
       auto it = msgs_.find(id);
-      if (it != msgs_.end() && evictable(it->second))
+      if (it != msgs_.end() && evictable(*it->second))
         erase(it, true);
     }
     // Stale entries (removed, requeued, pushed twice) are dropped when they
@@ -732,7 +747,7 @@ class memory_client_store final : public client_store {
       run_.clear();
       heap_.clear();
       for (auto& [id, m] : msgs_)
-        if (evictable(m))
+        if (evictable(*m))
           heap_.push_back(id);
       std::sort(heap_.begin(), heap_.end());
       run_.assign(heap_.begin(), heap_.end());
@@ -746,8 +761,15 @@ class memory_client_store final : public client_store {
   uint64_t last_id_ = 0; ///< Highest id handed out.
   uint64_t cursor_ = 0;
   uint64_t evicted_seq_ = 0; ///< Highest seq of an evicted incoming message.
-  std::unordered_map<uint64_t, client_message> msgs_;
-  std::unordered_map<std::string, conversation> peers_;
+  // Open addressing (no node per entry, no modulo by a prime): with
+  // thousands of clients in one process these lookups miss the cache, and
+  // std::unordered_map's were the largest part of parley-sim's own CPU.
+  message_map msgs_;
+  tsl::robin_map<std::string, conversation, std::hash<std::string>,
+                 std::equal_to<std::string>,
+                 std::allocator<std::pair<std::string, conversation>>,
+                 true> // hash stored: probes compare hashes, not strings
+    peers_;
   std::unordered_map<uint32_t, conversation> groups_;
   tsl::robin_map<uint64_t, uint64_t, id_hash> by_seq_;
   tsl::robin_map<uint64_t, uint64_t, id_hash> by_mid_;

@@ -40,6 +40,24 @@ message to_public(const store::client_message& m) {
   return out;
 }
 
+message to_public(store::client_message&& m) {
+  message out;
+  out.id = m.id;
+  out.mid = m.mid;
+  out.peer = std::move(m.peer);
+  out.group_id = m.group_id;
+  out.sender = std::move(m.sender);
+  out.outgoing = m.outgoing;
+  out.kind = m.kind;
+  out.flags = m.flags;
+  out.expiry_s = m.expiry_s;
+  out.in_reply_to = m.in_reply_to;
+  out.ts_ms = m.ts_ms;
+  out.status = static_cast<message_status>(m.status);
+  out.payload = std::move(m.payload);
+  return out;
+}
+
 uint64_t wall_ms() {
   using namespace std::chrono;
   return static_cast<uint64_t>(
@@ -261,7 +279,9 @@ void connect(client_ptr self) {
     });
 }
 
-void send_frame_for(client_ptr self, const store::client_message& m) {
+/// Puts the `send` frame of `m` (its payload moved out: callers pass their
+/// own copy).
+void send_frame_for(client_ptr self, store::client_message& m) {
   self->state.unanswered.insert(m.mid);
   codec::send s;
   s.mid = m.mid;
@@ -271,7 +291,7 @@ void send_frame_for(client_ptr self, const store::client_message& m) {
   s.expiry_s = m.expiry_s;
   s.kind = m.kind;
   s.in_reply_to = m.in_reply_to;
-  s.payload = m.payload;
+  s.payload = std::move(m.payload);
   put(self, s);
 }
 
@@ -303,42 +323,47 @@ void apply_status(client_ptr self, const codec::status_update& su) {
   auto& text = su.text;
   if (value != static_cast<uint8_t>(codec::message_status::outbox))
     st.unanswered.erase(mid);
-  auto before = st.ctx->db->get(mid);
-  if (!before.ok() || !*before)
-    return; // not sent from this device (another device's message)
-  if (su.group_id != 0 && su.receivers > 0 &&
-      su.value == codec::message_status::sent)
-    st.ctx->db->set_receivers(mid, su.receivers);
-  if (su.group_id != 0 && !su.member.empty()) {
-    // A member's receipt: told as such; the message's own status is the
-    // summary: DELIVERED (READ) once every member it went to is.
-    auto counts = st.ctx->db->member_status(mid, su.member, value, ts);
-    if (!counts.ok())
-      return;
-    auto pub = to_public(**before);
-    auto member = su.member;
-    auto ms = static_cast<message_status>(value);
-    st.ctx->emit([pub, member, ms](listener& l) {
-      l.on_member_status(pub, member, ms);
-    });
-    auto& c = *counts;
-    if (c.receivers == 0) {
-      // Unknown (SENT came from the log after a reconnect): the first
-      // member's receipt moves the summary, as before per-member counts.
-    } else if (c.read == c.receivers) {
-      value = static_cast<uint8_t>(codec::message_status::read);
-    } else if (c.delivered == c.receivers) {
-      value = static_cast<uint8_t>(codec::message_status::delivered);
-    } else {
-      value = static_cast<uint8_t>(codec::message_status::sent);
+  if (su.group_id != 0 && (su.receivers > 0 || !su.member.empty())) {
+    auto before = st.ctx->db->get(mid);
+    if (!before.ok() || !*before)
+      return; // not sent from this device (another device's message)
+    if (su.receivers > 0 && su.value == codec::message_status::sent)
+      st.ctx->db->set_receivers(mid, su.receivers);
+    if (!su.member.empty()) {
+      // A member's receipt: told as such; the message's own status is the
+      // summary: DELIVERED (READ) once every member it went to is.
+      auto counts = st.ctx->db->member_status(mid, su.member, value, ts);
+      if (!counts.ok())
+        return;
+      auto pub = to_public(std::move(**before));
+      auto member = su.member;
+      auto ms = static_cast<message_status>(value);
+      st.ctx->emit([pub = std::move(pub), member, ms](listener& l) {
+        l.on_member_status(pub, member, ms);
+      });
+      auto& c = *counts;
+      if (c.receivers == 0) {
+        // Unknown (SENT came from the log after a reconnect): the first
+        // member's receipt moves the summary, as before per-member counts.
+      } else if (c.read == c.receivers) {
+        value = static_cast<uint8_t>(codec::message_status::read);
+      } else if (c.delivered == c.receivers) {
+        value = static_cast<uint8_t>(codec::message_status::delivered);
+      } else {
+        value = static_cast<uint8_t>(codec::message_status::sent);
+      }
     }
   }
-  auto old = (*before)->status;
-  auto after = st.ctx->db->set_status(mid, value, seq, ts);
+  // not_found when it was not sent from this device (another device's
+  // message): nothing to tell.
+  uint8_t old = 0;
+  auto after = st.ctx->db->set_status(mid, value, seq, ts, &old);
   if (!after.ok() || after->status == old)
     return;
-  auto pub = to_public(*after);
-  st.ctx->emit([pub, text](listener& l) { l.on_message_status(pub, text); });
+  auto pub = to_public(std::move(*after));
+  st.ctx->emit([pub = std::move(pub), text](listener& l) {
+    l.on_message_status(pub, text);
+  });
 }
 
 /// Stores an incoming record; false when the database refused it (then it
@@ -350,9 +375,10 @@ bool on_message(client_ptr self, codec::message& m) {
   if (!fresh.ok())
     return false;
   if (*fresh) {
-    auto pub = to_public(cm);
-    st.ctx->emit(
-      [pub](listener& l) { l.on_message(pub, message_origin::realtime); });
+    auto pub = to_public(std::move(cm)); // the store holds its own copy
+    st.ctx->emit([pub = std::move(pub)](listener& l) {
+      l.on_message(pub, message_origin::realtime);
+    });
   }
   return true;
 }
@@ -598,10 +624,9 @@ caf::actor make_client_actor(caf::actor_system& sys,
         auto& st = self->state;
         if (st.ph != phase::online || st.unanswered.count(m.mid) != 0)
           return;
-        auto now = st.ctx->db->get(m.mid);
+        auto now = st.ctx->db->status_of(m.mid);
         if (!now.ok() || !*now ||
-            (*now)->status !=
-              static_cast<uint8_t>(codec::message_status::outbox))
+            **now != static_cast<uint8_t>(codec::message_status::outbox))
           return;
         send_frame_for(self, m);
         schedule_flush(self);

@@ -110,8 +110,12 @@ struct client_context {
   /// overlap (recursive: a callback's own facade calls may emit).
   std::recursive_mutex inline_mtx;
   bool closed = false; ///< Inline: the client is destroyed (inline_mtx).
+  using listener_list = std::vector<std::shared_ptr<listener>>;
   std::mutex listeners_mtx;
-  std::vector<std::shared_ptr<listener>> listeners;
+  /// Copied on write (add_listener, remove_listener): an event takes the
+  /// list with one reference count, not a copy of the vector.
+  std::shared_ptr<const listener_list> listeners =
+    std::make_shared<const listener_list>();
   std::atomic<uint8_t> status{0};
 
   /// This user's address, as the server said at login (empty before).
@@ -134,7 +138,7 @@ struct client_context {
       std::lock_guard<std::recursive_mutex> guard{inline_mtx};
       if (closed)
         return;
-      std::vector<std::shared_ptr<listener>> snapshot;
+      std::shared_ptr<const listener_list> snapshot;
       {
         std::lock_guard<std::mutex> g{listeners_mtx};
         snapshot = listeners;
@@ -143,7 +147,7 @@ struct client_context {
         depth() { ++inline_callbacks; }
         ~depth() { --inline_callbacks; }
       } in_callback;
-      for (auto& l : snapshot) {
+      for (auto& l : *snapshot) {
         if (closed) // the client was destroyed by a listener before this
           return;
         f(*l);
@@ -151,12 +155,12 @@ struct client_context {
       return;
     }
     events->post([this, f = std::move(f)] {
-      std::vector<std::shared_ptr<listener>> snapshot;
+      std::shared_ptr<const listener_list> snapshot;
       {
         std::lock_guard<std::mutex> guard{listeners_mtx};
         snapshot = listeners;
       }
-      for (auto& l : snapshot)
+      for (auto& l : *snapshot)
         f(*l);
     });
   }
@@ -165,8 +169,9 @@ struct client_context {
 /// Wall-clock milliseconds since the epoch.
 uint64_t wall_ms();
 
-/// The public view of a stored message.
+/// The public view of a stored message (moved out of `m` by the second).
 message to_public(const store::client_message& m);
+message to_public(store::client_message&& m);
 
 /// A log message as the local database keeps it (status SENT for an
 /// outgoing copy, RECEIVED_NEW otherwise).

@@ -260,6 +260,22 @@ TEST_CASE_TEMPLATE("outgoing messages queue in the outbox until a status", B,
   CHECK(sent->seq == 41);
   CHECK(f.get(m2).seq == 41);
 
+  // status_of: the status alone; nullopt for an id not held.
+  REQUIRE(f.db->status_of(m2).ok());
+  CHECK(*f.db->status_of(m2) == std::optional<uint8_t>{st_sent});
+  CHECK(*f.db->status_of(m1) == std::optional<uint8_t>{st_outbox});
+  CHECK(*f.db->status_of(m3 + 1000) == std::nullopt);
+
+  // `before` gets the status the message had, moved or not.
+  uint8_t before = 0xff;
+  CHECK(f.db->set_status(m2, st_delivered, 0, 0, &before)->status ==
+        st_delivered);
+  CHECK(before == st_sent);
+  before = 0xff;
+  CHECK(f.db->set_status(m2, st_sent, 0, 0, &before)->status == st_delivered);
+  CHECK(before == st_delivered);
+  CHECK(*f.db->status_of(m2) == std::optional<uint8_t>{st_delivered});
+
   // Forward only.
   CHECK(f.db->set_status(m2, st_read)->status == st_read);
   CHECK(f.db->set_status(m2, st_delivered)->status == st_read);
