@@ -216,6 +216,34 @@ struct fixture {
 
 } // namespace
 
+TEST_CASE("listeners: each added once, removed at once, also from its own "
+          "callback") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  auto b = f.online(f.opts("bob"), rb);
+  auto rb2 = std::make_shared<recorder>();
+  auto rb3 = std::make_shared<recorder>();
+  b->add_listener(rb); // a second time: still told once
+  b->add_listener(rb2);
+  b->add_listener(rb3);
+  std::shared_ptr<listener> self3 = rb3;
+  rb3->on_msg = [&](const message&) { b->remove_listener(self3); };
+  REQUIRE(a->send("bob", "one").ok());
+  REQUIRE(rb2->wait([&] { return rb2->messages.size() == 1; }));
+  REQUIRE(rb3->wait([&] { return rb3->messages.size() == 1; }));
+  b->remove_listener(rb2);
+  REQUIRE(a->send("bob", "two").ok());
+  REQUIRE(a->send("bob", "three").ok());
+  // A client's events run in order: once rb has "three", the event of
+  // "two" has been offered to every listener it had.
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 3; }));
+  CHECK(rb->messages.size() == 3);
+  CHECK(rb2->messages.size() == 1);
+  CHECK(rb3->messages.size() == 1);
+}
+
 TEST_CASE("two clients: OUTBOX, SENT, DELIVERED, READ through listeners") {
   fixture f;
   auto ra = std::make_shared<recorder>();
