@@ -23,21 +23,7 @@ using srv::io_atom;
 using srv::tick_atom;
 
 message to_public(const store::client_message& m) {
-  message out;
-  out.id = m.id;
-  out.mid = m.mid;
-  out.peer = m.peer;
-  out.group_id = m.group_id;
-  out.sender = m.sender;
-  out.outgoing = m.outgoing;
-  out.kind = m.kind;
-  out.flags = m.flags;
-  out.expiry_s = m.expiry_s;
-  out.in_reply_to = m.in_reply_to;
-  out.ts_ms = m.ts_ms;
-  out.status = static_cast<message_status>(m.status);
-  out.payload = m.payload;
-  return out;
+  return to_public(store::client_message{m});
 }
 
 message to_public(store::client_message&& m) {
