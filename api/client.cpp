@@ -490,8 +490,8 @@ void client::add_listener(std::shared_ptr<listener> l) {
 void client::remove_listener(const std::shared_ptr<listener>& l) {
   auto& ctx = *impl_->ctx;
   std::lock_guard<std::mutex> guard{ctx.listeners_mtx};
-  auto next = std::make_shared<cli::client_context::listener_list>(
-    *ctx.listeners);
+  auto next =
+    std::make_shared<cli::client_context::listener_list>(*ctx.listeners);
   next->erase(std::remove(next->begin(), next->end(), l), next->end());
   ctx.listeners = std::move(next);
 }

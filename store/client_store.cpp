@@ -736,11 +736,9 @@ result<client_message> lmdb_client_store::requeue(uint64_t mid) {
   return out;
 }
 
-result<client_message> lmdb_client_store::set_status(uint64_t mid,
-                                                     uint8_t status,
-                                                     uint64_t seq,
-                                                     uint64_t ts_ms,
-                                                     uint8_t* before) {
+result<client_message>
+lmdb_client_store::set_status(uint64_t mid, uint8_t status, uint64_t seq,
+                              uint64_t ts_ms, uint8_t* before) {
   if (auto s = check_outgoing_status(status); !s)
     return s;
   client_message out;

@@ -676,8 +676,7 @@ class memory_client_store final : public client_store {
   /// takes it (its conversation keeps it as its last message if it was);
   /// otherwise remove() (the conversation falls back to its previous
   /// message, and goes when it holds none).
-  void erase(message_map::iterator it,
-             bool evicting) {
+  void erase(message_map::iterator it, bool evicting) {
     auto& m = *it->second;
     uint64_t id = m.id;
     if (m.seq != 0)
