@@ -471,8 +471,12 @@ struct server_store::impl {
   /// in spill_status, which apply() returns at the batch's end: the
   /// transaction is then aborted, or rerun after the map grew.)
   void spill_for(txn& t, uint64_t g) {
-    if (g == batch_gen && !pending.empty() &&
-        &t == batch_txn.load(std::memory_order_relaxed))
+    // The txn first: readers on other threads call this too, and must not
+    // look at the writer's buffer (ThreadSanitizer found them reading
+    // `pending` while the storage thread appended to it).
+    if (&t != batch_txn.load(std::memory_order_relaxed))
+      return;
+    if (g == batch_gen && !pending.empty())
       spill_status = spill(t);
   }
   status spill_status;
