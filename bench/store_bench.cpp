@@ -15,9 +15,11 @@
 // ServerChat: server_store::apply() as parleyd's storage actor calls it, in
 // the chat scenario's pattern: 1,000 users, random 1:1 pairs, 100-byte
 // payloads asking for DELIVERED; each batch holds `batch` messages and the
-// acks of the previous batch's receivers (which append the receipts). With
-// and without fsync. This is the layer the journal changed (store format
-// 3): one page per user touched before, a few contiguous pages now.
+// acks of the previous batch's receivers (which append the receipts), or
+// with mix:1 parleyd's own pattern: every device that got records acks its
+// new head, and the acks arrive among the messages. With and without fsync.
+// This is the layer the journal changed (store format 3): one page per user
+// touched before, a few contiguous pages now.
 //   build/bin/store_bench --benchmark_filter=ServerChat
 //
 // LMDB databases live in temporary directories under /tmp (the machine's
@@ -30,6 +32,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -193,10 +196,13 @@ void client_message_work(benchmark::State& state, bool memory) {
   state.SetItemsProcessed(static_cast<int64_t>(seq));
 }
 
-/// args: messages per batch, sync (1) or MDB_NOSYNC (0).
+/// args: messages per batch, sync (1) or MDB_NOSYNC (0), mix: 0 = the
+/// receivers' acks first in the batch; 1 = parleyd's pattern, every device
+/// acks its new head and the acks arrive among the messages.
 void server_chat(benchmark::State& state) {
   const auto batch = static_cast<size_t>(state.range(0));
   const bool sync = state.range(1) != 0;
+  const bool mixed = state.range(2) != 0;
   bench_dir dir;
   server_store_options o;
   o.env.sync = false; // the users are made without fsync, then reopened
@@ -250,8 +256,12 @@ void server_chat(benchmark::State& state) {
   for (auto _ : state)
     for (int rep = 0; rep < 40; ++rep) {
       ops.clear();
-      for (auto& [u, seq] : to_ack)
-        ops.push_back(ack_op{uid[u], "d", seq, t0});
+      if (mixed)
+        for (auto& [u, seq] : to_ack) // (uid, head)
+          ops.push_back(ack_op{u, "d", seq, t0});
+      else
+        for (auto& [u, seq] : to_ack)
+          ops.push_back(ack_op{uid[u], "d", seq, t0});
       to_ack.clear();
       for (size_t i = 0; i < batch; ++i) {
         uint64_t from = pick(rng), to = pick(rng);
@@ -269,16 +279,26 @@ void server_chat(benchmark::State& state) {
         a.msg.payload = payload;
         a.now_ms = t0;
         ops.push_back(std::move(a));
-        to_ack.emplace_back(to, 0);
+        if (!mixed)
+          to_ack.emplace_back(to, 0);
       }
+      if (mixed) // acks arrive among the messages, as sessions hand them in
+        std::shuffle(ops.begin(), ops.end(), rng);
       if (auto st = db->apply(ops, out, touched, &heads, &appended); !st) {
         state.SkipWithError(st.to_string().c_str());
         break;
       }
-      // The receivers ack what this batch gave them, in the next batch.
-      size_t k = ops.size() - batch;
-      for (auto& [u, seq] : to_ack)
-        seq = out[k++].append.receiver_seq;
+      if (mixed) {
+        // Every device acks its new head (its copies, SENT and DELIVERED
+        // records, incoming messages) in the next batch.
+        for (size_t i = 0; i < touched.size(); ++i)
+          to_ack.emplace_back(touched[i], heads[i]);
+      } else {
+        // The receivers ack what this batch gave them, in the next batch.
+        size_t k = ops.size() - batch;
+        for (auto& [u, seq] : to_ack)
+          seq = out[k++].append.receiver_seq;
+      }
       done += batch;
     }
   state.SetItemsProcessed(static_cast<int64_t>(done));
@@ -288,8 +308,8 @@ void server_chat(benchmark::State& state) {
 
 BENCHMARK(server_chat)
   ->Name("ServerChat")
-  ->ArgNames({"batch", "sync"})
-  ->ArgsProduct({{64, 512}, {1, 0}})
+  ->ArgNames({"batch", "sync", "mix"})
+  ->ArgsProduct({{64, 512}, {1, 0}, {0, 1}})
   ->UseRealTime()
   ->Unit(benchmark::kMicrosecond);
 

@@ -728,10 +728,16 @@ struct server_store::impl {
   }
 
   /// Visits the records of `uid` with seq >= `from`, ascending: f(seq,
-  /// value) returns true to go on, false to stop, or an error.
+  /// value) returns true to go on, false to stop, or an error. Segments
+  /// that begin after `last` are not visited: a scan that ends before this
+  /// batch's gen neither seeks in its table nor writes the batch's pending
+  /// records out (an ack's receipt scan, interleaved with appends to the
+  /// same user, did that several times per batch, BENCHMARKS.md session 8).
   template<class F>
   status each_record(txn& t, const user_state& st, uint64_t uid, uint64_t from,
-                     F&& f) {
+                     F&& f, uint64_t last = ~uint64_t{0}) {
+    if (from > last)
+      return {};
     bool stopped = false;
     uint64_t jfirst = st.segs.empty() ? ~uint64_t{0} : st.segs[0].first;
     if (from < jfirst) {
@@ -746,6 +752,8 @@ struct server_store::impl {
         i + 1 < st.segs.size() ? st.segs[i + 1].first : ~uint64_t{0};
       if (end <= from)
         continue;
+      if (st.segs[i].first > last)
+        break;
       uint64_t g = st.segs[i].gen;
       spill_for(t, g);
       key_builder k;
@@ -1785,7 +1793,8 @@ struct server_store::impl {
           if (auto s = f(seq, r); !s)
             return s;
         return true;
-      });
+      },
+      to);
   }
 
   /// Appends `value` (DELIVERED, READ) receipts to the senders of the
@@ -1830,20 +1839,28 @@ struct server_store::impl {
   status do_ack(txn& t, ack_op& op, std::vector<uint64_t>& touched) {
     key_builder ck;
     ck.u64(op.uid).bytes(op.device);
-    auto cur = t.get(cursors, ck.view());
-    if (!cur)
-      return cur.error();
-    bool known = *cur && (*cur)->size() >= 8;
-    uint64_t old = known ? get_le64((*cur)->data()) : 0;
     auto st = get_state(t, op.uid);
     uint64_t seq = std::min(op.seq, st.head);
-    if (seq <= old && known)
-      return {};
-    std::string v;
-    put_le64(v, seq);
-    put_le64(v, op.now_ms); // a device silent past the retention is forgotten
-    if (auto s = t.put(cursors, ck.view(), v); !s)
-      return s;
+    {
+      // One cursor reads and writes the device's row: the put finds the
+      // key on the cursor's page, with no second search from the root.
+      auto c = t.open_cursor(cursors);
+      if (!c)
+        return c.error();
+      if (auto s = c->seek(ck.view()); !s)
+        return s;
+      bool known =
+        c->valid() && c->key() == ck.view() && c->value().size() >= 8;
+      uint64_t old = known ? get_le64(c->value().data()) : 0;
+      if (seq <= old && known)
+        return {};
+      char v[16];
+      store_le64(v, seq);
+      store_le64(v + 8, op.now_ms); // a device silent past the retention
+                                    // is forgotten
+      if (auto s = c->put(ck.view(), std::string_view{v, sizeof(v)}); !s)
+        return s;
+    }
     if (seq <= st.delivered_upto)
       return {};
     // Newly delivered to the user (first device to ack): DELIVERED receipts.

@@ -925,6 +925,45 @@ TEST_CASE("journal: a batch reads and rewrites the records it appended") {
   CHECK(f.db->cursor(f.bob.uid, "b1") == 2);
 }
 
+TEST_CASE("journal: an ack's receipts end at its seq, with the batch's own "
+          "messages to the same user before it") {
+  // Each batch is a gen, so every message to bob begins a segment of his,
+  // and each ack here ends exactly where the next segment (the batch's
+  // own, not yet written out) begins: the scan stops at the ack's seq and
+  // skips the later segments, yet owes the receipt of the one at its end.
+  fixture f;
+  auto msg = [&](uint64_t mid) {
+    return fixture::message(f.alice.uid, "alice", "a1", mid, "bob",
+                            codec::message_flags::delivery_receipt,
+                            "m" + std::to_string(mid));
+  };
+  auto mids = [&] {
+    std::vector<uint64_t> out;
+    for (auto& r : f.receipts())
+      if (r.value == message_status::delivered)
+        out.push_back(r.mid);
+    return out;
+  };
+  f.apply({msg(1)});
+  // bob's seq 2 is appended in this batch, before his ack of seq 1.
+  auto out = f.apply({msg(2), ack_op{f.bob.uid, "b1", 1, t0}});
+  REQUIRE(out[0].append.receiver_seq == 2);
+  CHECK(mids() == std::vector<uint64_t>{1});
+  // Up to 2, the first seq of the previous batch's segment, with seq 3 and
+  // 4 appended around the ack: the receipt of 2 only.
+  f.apply({msg(3), ack_op{f.bob.uid, "b1", 2, t0}, msg(4)});
+  CHECK(mids() == std::vector<uint64_t>{1, 2});
+  // Everything, with nothing appended: the rest, in order.
+  f.apply({ack_op{f.bob.uid, "b1", 4, t0}});
+  CHECK(mids() == std::vector<uint64_t>{1, 2, 3, 4});
+  // And the batches' records read back whole, in seq order.
+  auto bob = f.log_of(f.bob.uid);
+  REQUIRE(bob.size() == 4);
+  for (uint64_t i = 0; i < 4; ++i)
+    CHECK(f.decode<codec::message>(bob[i]).payload ==
+          "m" + std::to_string(i + 1));
+}
+
 TEST_CASE("retract: within the window only, once, from the sending device") {
   fixture f;
   f.send(7, "bob", "oops");
