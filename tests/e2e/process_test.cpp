@@ -227,6 +227,12 @@ TEST_CASE("parley-sim runs every scenario on a parleyd of its own, verified") {
     CHECK(r.report["delivered"].get<uint64_t>() > 0);
     CHECK(r.report["delivered"] == r.report["sent"]);
     CHECK(r.report["latency_ms"]["p99"].get<double>() > 0);
+    // SENT comes after a round trip and a commit: never 0, and the
+    // percentiles are in order.
+    auto& sent = r.report["sent_latency_ms"];
+    CHECK(sent["p50"].get<double>() > 0);
+    CHECK(sent["p50"].get<double>() <= sent["p99"].get<double>());
+    CHECK(sent["p99"].get<double>() <= sent["max"].get<double>());
     CHECK(r.report["server_rss_mb"].get<double>() > 0);
   }
   SUBCASE("chat, open loop") {
@@ -237,6 +243,12 @@ TEST_CASE("parley-sim runs every scenario on a parleyd of its own, verified") {
     // the last tick.
     CHECK(r.report["attempted"].get<uint64_t>() >= 390);
     CHECK(r.report["attempted"].get<uint64_t>() <= 400);
+    CHECK(r.report["sent_latency_ms"]["p50"].get<double>() > 0);
+    // How late the simulator itself sent (it sleeps up to 250 us between
+    // ticks): measured, so the largest lag is above 0.
+    auto& lag = r.report["send_lag_ms"];
+    CHECK(lag["max"].get<double>() > 0);
+    CHECK(lag["p50"].get<double>() <= lag["max"].get<double>());
   }
   SUBCASE("pairs without receipts") {
     auto r = run_sim(spawn + "pairs --duration 1 --no-receipts");

@@ -333,7 +333,9 @@ class engine {
 
   options o_;
   ledger ledger_;
-  histogram latency_;
+  histogram latency_;      ///< Scheduled send to the receiver's callback.
+  histogram sent_latency_; ///< Scheduled send to SENT at the sender.
+  histogram send_lag_;     ///< Open loop: scheduled send to the send call.
   std::vector<std::unique_ptr<user>> users_;
   /// groups: each group's id on the server and its members (user indices).
   std::vector<uint32_t> group_ids_;
@@ -407,6 +409,7 @@ class engine {
       note_reason(r.error().to_string());
       return;
     }
+    note_sent(sched_ns);
     ++u.in_flight;
   }
 
@@ -429,7 +432,17 @@ class engine {
       note_reason(r.error().to_string());
       return;
     }
+    note_sent(sched_ns);
     ++u.in_flight;
+  }
+
+  /// After a send call: how late it was against its schedule (open loop;
+  /// the closed loop sends when the window has room, on time by
+  /// definition).
+  void note_sent(int64_t sched_ns) {
+    if (!closed_loop_ && record_latency_)
+      send_lag_.record(
+        static_cast<uint64_t>(std::max<int64_t>(0, now_ns() - sched_ns)));
   }
 
   /// Closed loop: one of `u`'s messages finished; keep the window full.
@@ -508,6 +521,9 @@ class user_listener : public listener {
     auto h = payload_header::decode(m.payload);
     if (!h)
       return;
+    if (m.status == message_status::sent && e_.record_latency_)
+      e_.sent_latency_.record(
+        static_cast<uint64_t>(std::max<int64_t>(0, now_ns() - h->sched_ns)));
     auto s = static_cast<uint8_t>(m.status);
     if (m.group_id != 0) {
       // Every receiving member's conversation reaches the status; the
@@ -660,6 +676,12 @@ std::string report::to_json() const {
                      {"p99", lat_p99},
                      {"p999", lat_p999},
                      {"max", lat_max}};
+  j["sent_latency_ms"] = {{"p50", sent_p50},
+                          {"p90", sent_p90},
+                          {"p99", sent_p99},
+                          {"p999", sent_p999},
+                          {"max", sent_max}};
+  j["send_lag_ms"] = {{"p50", lag_p50}, {"p99", lag_p99}, {"max", lag_max}};
   j["login_s"] = login_s;
   j["drain_s"] = drain_s;
   j["drain_per_s"] = drain_per_s;
@@ -685,6 +707,14 @@ std::string report::to_json() const {
   return j.dump(2);
 }
 
+namespace {
+std::string fixed2(double v) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%.2f", v);
+  return b;
+}
+} // namespace
+
 std::string report::to_table() const {
   char buf[2048];
   std::snprintf(
@@ -696,7 +726,8 @@ std::string report::to_table() const {
     "sent            %llu (of %llu attempted; %llu failed)\n"
     "delivered       %llu  (%.0f msgs/s)\n"
     "latency ms      p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n"
-    "%s%s%s"
+    "to SENT ms      p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n"
+    "%s%s%s%s"
     "server          rss %.1f MiB (before login %.1f MiB, %.1f KiB/user)  "
     "cpu %.1f s\n"
     "simulator       cpu %.1f s  threads %u + %u callback\n"
@@ -707,7 +738,14 @@ std::string report::to_table() const {
     static_cast<unsigned long long>(attempted),
     static_cast<unsigned long long>(failed),
     static_cast<unsigned long long>(delivered), delivered_per_s, lat_p50,
-    lat_p90, lat_p99, lat_p999, lat_max,
+    lat_p90, lat_p99, lat_p999, lat_max, sent_p50, sent_p90, sent_p99,
+    sent_p999, sent_max,
+    mode == "open"
+      ? ("send lag ms     p50 " + fixed2(lag_p50) + "  p99 " +
+         fixed2(lag_p99) + "  max " + fixed2(lag_max) +
+         " (the simulator's own delay; in the latencies)\n")
+          .c_str()
+      : "",
     groups > 0 ? ("groups          " + std::to_string(groups) + " of " +
                   std::to_string(group_size) +
                   " members (deliveries count each member)\n")
@@ -1054,6 +1092,17 @@ result<report> run(const options& o) {
   r.lat_p99 = ms(0.99);
   r.lat_p999 = ms(0.999);
   r.lat_max = static_cast<double>(e.latency_.max()) / 1e6;
+  auto ms_of = [](const histogram& h, double q) {
+    return static_cast<double>(q >= 1.0 ? h.max() : h.quantile(q)) / 1e6;
+  };
+  r.sent_p50 = ms_of(e.sent_latency_, 0.5);
+  r.sent_p90 = ms_of(e.sent_latency_, 0.9);
+  r.sent_p99 = ms_of(e.sent_latency_, 0.99);
+  r.sent_p999 = ms_of(e.sent_latency_, 0.999);
+  r.sent_max = ms_of(e.sent_latency_, 1.0);
+  r.lag_p50 = ms_of(e.send_lag_, 0.5);
+  r.lag_p99 = ms_of(e.send_lag_, 0.99);
+  r.lag_max = ms_of(e.send_lag_, 1.0);
   {
     std::lock_guard<std::mutex> g{e.reasons_mtx_};
     for (auto& why : e.reasons_)

@@ -89,6 +89,13 @@ struct report {
   uint32_t groups = 0;     ///< groups: how many.
   double delivered_per_s = 0;
   double lat_p50 = 0, lat_p90 = 0, lat_p99 = 0, lat_p999 = 0, lat_max = 0;
+  /// Scheduled send to the SENT status at the sender: the server's durable
+  /// accept (read, commit, answer), without the delivery.
+  double sent_p50 = 0, sent_p90 = 0, sent_p99 = 0, sent_p999 = 0, sent_max = 0;
+  /// Open loop: how late the simulator made its send calls (counted in
+  /// both latencies; a large lag means the simulator, not the server, is
+  /// behind).
+  double lag_p50 = 0, lag_p99 = 0, lag_max = 0;
   double login_s = 0;
   double drain_s = 0;
   double drain_per_s = 0;
