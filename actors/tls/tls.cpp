@@ -253,6 +253,19 @@ context::~context() {
 // -- stream
 // --------------------------------------------------------------------
 
+namespace {
+
+/// Empties this thread's OpenSSL error queue before a call whose outcome
+/// SSL_get_error reads. Peeks first: clearing walks all 16 slots (~800
+/// instructions, per record; tls_bench), and the queue is almost always
+/// empty already.
+void clear_errors() {
+  if (ERR_peek_error() != 0)
+    ERR_clear_error();
+}
+
+} // namespace
+
 stream::stream(std::shared_ptr<context> ctx, const std::string& sni)
   : ctx_(std::move(ctx)) {
   ssl_ = SSL_new(ctx_->native());
@@ -327,7 +340,7 @@ status stream::start(bytes& to_network) {
 }
 
 status stream::drive(bytes& plaintext, bytes& to_network) {
-  ERR_clear_error();
+  clear_errors();
   if (!established_) {
     int r = SSL_do_handshake(ssl_);
     if (r != 1) {
@@ -363,6 +376,13 @@ status stream::drive(bytes& plaintext, bytes& to_network) {
     int r = SSL_read(ssl_, record, sizeof(record));
     if (r > 0) {
       plaintext.insert(plaintext.end(), record, record + r);
+      // Nothing left to decrypt: another SSL_read would only say
+      // WANT_READ, at the cost of a record's worth of OpenSSL's state
+      // machine (tls_bench). Any answer it owes is in `out_` already.
+      if (BIO_ctrl_pending(in_) == 0 && SSL_has_pending(ssl_) == 0) {
+        drain(to_network);
+        return {};
+      }
       continue;
     }
     int e = SSL_get_error(ssl_, r);
@@ -400,7 +420,7 @@ status stream::send(const uint8_t* data, size_t n, bytes& to_network) {
     pending_.insert(pending_.end(), data, data + n);
     return {};
   }
-  ERR_clear_error();
+  clear_errors();
   while (n > 0) {
     int w = SSL_write(ssl_, data, static_cast<int>(n));
     if (w <= 0) {
