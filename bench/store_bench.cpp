@@ -244,7 +244,7 @@ void server_chat(benchmark::State& state) {
   std::vector<write_outcome> out;
   std::vector<uint64_t> touched, heads;
   std::vector<appended_record> appended;
-  std::vector<std::pair<uint64_t, uint64_t>> to_ack; // (user, seq)
+  std::vector<std::pair<uint64_t, uint64_t>> to_ack; // (uid, seq)
   uint64_t mid = t0 << 8, done = 0;
   // One iteration is 40 batches (5 journal epochs), so that a single one
   // under callgrind (--benchmark_min_time=0.001) is a steady-state sample:
@@ -256,12 +256,8 @@ void server_chat(benchmark::State& state) {
   for (auto _ : state)
     for (int rep = 0; rep < 40; ++rep) {
       ops.clear();
-      if (mixed)
-        for (auto& [u, seq] : to_ack) // (uid, head)
-          ops.push_back(ack_op{u, "d", seq, t0});
-      else
-        for (auto& [u, seq] : to_ack)
-          ops.push_back(ack_op{uid[u], "d", seq, t0});
+      for (auto& [u, seq] : to_ack)
+        ops.push_back(ack_op{u, "d", seq, t0});
       to_ack.clear();
       for (size_t i = 0; i < batch; ++i) {
         uint64_t from = pick(rng), to = pick(rng);
@@ -280,7 +276,7 @@ void server_chat(benchmark::State& state) {
         a.now_ms = t0;
         ops.push_back(std::move(a));
         if (!mixed)
-          to_ack.emplace_back(to, 0);
+          to_ack.emplace_back(uid[to], 0);
       }
       if (mixed) // acks arrive among the messages, as sessions hand them in
         std::shuffle(ops.begin(), ops.end(), rng);
