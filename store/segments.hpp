@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace parley::store {
@@ -83,5 +85,93 @@ class segment_list {
   bool heap_ = false;
   std::vector<segment> vec_; ///< The segments, when heap_.
 };
+
+// -- the state row (table `state`)
+
+/// Appends `v` as an unsigned LEB128 varint (1 byte below 128, at most 10).
+inline void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+/// Reads a varint at `at`, advancing it. False when `v` ends inside one or
+/// it is longer than 10 bytes.
+inline bool get_varint(std::string_view v, size_t& at, uint64_t& out) {
+  uint64_t r = 0;
+  for (unsigned shift = 0; shift < 64 && at < v.size(); shift += 7) {
+    auto b = static_cast<unsigned char>(v[at++]);
+    r |= uint64_t{b & 0x7fu} << shift;
+    if ((b & 0x80) == 0) {
+      out = r;
+      return true;
+    }
+  }
+  return false;
+}
+
+/// A user's state row since format 4: varint head, varint delivered_upto,
+/// then per segment a varint gen and a varint first seq, each but the first
+/// segment's as the difference from the previous segment's (mod 2^64, so
+/// any list round-trips). A store's lists ascend in both, with gens one or a
+/// few apart: a segment takes about 2 bytes instead of format 3's 16. Every
+/// batch rewrites the rows of the users it touches, so the table's size is
+/// pages written per commit: in the 1,000-user chat it fell from 56 leaves
+/// to 16 (BENCHMARKS.md, session 9).
+template<class List>
+void encode_state_row(std::string& out, uint64_t head, uint64_t delivered_upto,
+                      const List& segs) {
+  out.clear();
+  put_varint(out, head);
+  put_varint(out, delivered_upto);
+  segment prev;
+  for (auto& s : segs) {
+    put_varint(out, s.gen - prev.gen);
+    put_varint(out, s.first - prev.first);
+    prev = s;
+  }
+}
+
+/// Reads a row written by encode_state_row into `segs` (appended to; the
+/// caller passes an empty list). False when the row is malformed.
+template<class List>
+bool decode_state_row(std::string_view v, uint64_t& head,
+                      uint64_t& delivered_upto, List& segs) {
+  size_t at = 0;
+  if (!get_varint(v, at, head) || !get_varint(v, at, delivered_upto))
+    return false;
+  segment prev;
+  while (at < v.size()) {
+    uint64_t dg = 0, df = 0;
+    if (!get_varint(v, at, dg) || !get_varint(v, at, df))
+      return false;
+    prev = segment{prev.gen + dg, prev.first + df};
+    segs.push_back(prev);
+  }
+  return true;
+}
+
+/// Reads a row of formats 1 to 3 (u64 LE head, u64 LE delivered_upto, then
+/// u64 LE gen and u64 LE first per segment; formats 1 and 2 had none), for
+/// the migration to format 4. False when the length is not 16 + 16 k.
+template<class List>
+bool decode_state_row_v3(std::string_view v, uint64_t& head,
+                         uint64_t& delivered_upto, List& segs) {
+  if (v.size() < 16 || v.size() % 16 != 0)
+    return false;
+  auto le64 = [&](size_t at) {
+    uint64_t r = 0;
+    for (size_t i = 8; i-- > 0;)
+      r = (r << 8) | static_cast<unsigned char>(v[at + i]);
+    return r;
+  };
+  head = le64(0);
+  delivered_upto = le64(8);
+  for (size_t at = 16; at < v.size(); at += 16)
+    segs.push_back(segment{le64(at), le64(at + 8)});
+  return true;
+}
 
 } // namespace parley::store

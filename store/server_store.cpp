@@ -29,8 +29,9 @@ namespace parley::store {
 //   user_tokens uid, sha256(token) -> ""
 //   log         uid, seq -> record (see encode_record)
 //   journal_0/1 gen, uid, seq -> record: recent appends (see "the journal")
-//   state       uid -> u64 head, u64 delivered_upto, then per journal
-//               segment of the user: u64 gen, u64 first seq (ascending)
+//   state       uid -> varint head, varint delivered_upto, then per journal
+//               segment of the user: varint gen, varint first seq, after
+//               the first as differences (store/segments.hpp, format 4)
 //   cursors     uid, device -> u64 acked seq, u64 last ack (server ms)
 //   dedup       mid, uid, u8 device length, device -> dedup_entry
 //   reads       uid, peer uid -> u64 seq read up to
@@ -40,17 +41,19 @@ namespace parley::store {
 //               u16 app length, app_id, name
 //   members     u32 gid, uid -> u32 member flags
 //   user_groups uid, u32 gid -> ""
-//   (meta "next_gid" -> u32; meta "jgen" -> u64, the last batch's gen)
+//   (meta "next_gid" -> u32; meta "jgen" -> u64, the last batch's gen;
+//    meta "jepoch" -> u32 BE, gens per journal epoch; "jmoved" -> u64)
 //
 // The journal. A user's log is one range of `log`, so a batch that appends
 // to 1,000 users rewrites 1,000 scattered leaf pages, and its fdatasync
 // writes them all. New records therefore go to a journal table first,
 // under the batch's generation number (gen, one per apply() batch): a batch
 // writes its records onto a few contiguous pages. Gens are grouped into
-// epochs of journal_epoch; an epoch's records live in journal_<epoch % 2>.
-// The first batch of a new epoch moves the previous epoch's records into
-// `log` (each user's tail page is then written once for journal_epoch
-// batches) and clears that table for the epoch after. Where a record lives
+// epochs (server_store_options::journal_epoch gens, meta "jepoch"); an
+// epoch's records live in journal_<epoch % 2>. Each batch of an epoch moves
+// one share of the users' records of the previous epoch into `log` (each
+// user's tail page is then written once an epoch), and the last batch
+// clears that table for the epoch after. Where a record lives
 // is told by its user's state row, in the same snapshot as the record: the
 // gens holding the user's records, each with its first seq; seqs below the
 // first segment are in `log`. So a reader on any thread, in any read txn,
@@ -260,13 +263,14 @@ void dedup_key(key_builder& k, uint64_t uid, std::string_view device,
   k.u64(mid).u64(uid).u8(static_cast<uint8_t>(device.size())).bytes(device);
 }
 
-/// Batches (gens) per journal epoch.
-constexpr uint64_t journal_epoch = 8;
+/// Segments a user's state keeps in place: two epochs of the default
+/// length (server_store_options::journal_epoch); more go to the heap.
+constexpr size_t inline_segments = 2 * 16;
 
 struct user_state {
   uint64_t head = 0;
   uint64_t delivered_upto = 0;
-  segment_list<2 * journal_epoch> segs; ///< Ascending gens and seqs.
+  segment_list<inline_segments> segs; ///< Ascending gens and seqs.
 };
 
 struct token_rec {
@@ -330,6 +334,31 @@ struct server_store::impl {
   /// they are, so every stored status_update gets the field (0: a log
   /// record never carries it). And the dedup key begins with the mid
   /// (dedup_key). One pass over each, in the opening transaction.
+  /// Format 3 to 4: state rows from fixed 16 + 16 k bytes to varints
+  /// (encode_state_row). Formats 1 and 2 have 16-byte rows: the same code.
+  status migrate_3_to_4(txn& t) {
+    auto c = t.open_cursor(state);
+    if (!c)
+      return c.error();
+    if (auto s = c->first(); !s)
+      return s;
+    std::string row;
+    while (c->valid()) {
+      user_state st;
+      if (!decode_state_row_v3(c->value(), st.head, st.delivered_upto, st.segs))
+        return corrupt("state");
+      encode_state_row(row, st.head, st.delivered_upto, st.segs);
+      std::string key{c->key()};
+      if (auto s = c->put(key, row); !s)
+        return s;
+      if (auto s = c->seek(key); !s)
+        return s;
+      if (auto s = c->next(); !s)
+        return s;
+    }
+    return {};
+  }
+
   status migrate_1_to_2(txn& t) {
     auto c = t.open_cursor(log);
     if (!c)
@@ -394,6 +423,9 @@ struct server_store::impl {
   dbi meta, apps, users, uids, tokens, user_tokens, log, state, cursors, dedup,
     reads, expired, expiries, groups, members, user_groups;
   dbi journal[2];
+  /// Gens per journal epoch (meta "jepoch"); set at open, before any
+  /// reader, and constant afterwards.
+  uint64_t epoch_len = 16;
   // Written by apply() (the storage thread), read by every write txn: the
   // write lock orders them, the atomics keep the reads outside it defined.
   std::atomic<uint64_t> gen{0};       ///< Of the last committed batch (meta "jgen").
@@ -428,9 +460,12 @@ struct server_store::impl {
       return a.uid != b.uid ? a.uid < b.uid : a.seq < b.seq;
     });
   }
-  /// move_slice's scratch: the records being moved into `log`.
+  /// move_slice's scratch: the records being moved into `log`, their
+  /// values (at most about move_budget bytes at a time), their users.
   std::vector<staged> move_buf;
   std::string move_arena;
+  std::vector<uint64_t> move_uids;
+  size_t move_budget = size_t{1} << 20;
   /// do_ack's and do_read's scratch.
   std::vector<receipt_due> dues_buf;
   /// The batch's journal records (gen batch_gen), appended by
@@ -604,13 +639,10 @@ struct server_store::impl {
   user_state read_state(txn& t, uint64_t uid) {
     user_state st;
     auto v = t.get(state, be64(uid));
-    if (v && *v && (*v)->size() >= 16) {
-      st.head = get_le64((*v)->data());
-      st.delivered_upto = get_le64((*v)->data() + 8);
-      for (size_t at = 16; at + 16 <= (*v)->size(); at += 16)
-        st.segs.push_back(segment{get_le64((*v)->data() + at),
-                                  get_le64((*v)->data() + at + 8)});
-    }
+    // A malformed row (none is written) keeps what could be read, as a
+    // short row did before format 4.
+    if (v && *v)
+      decode_state_row(**v, st.head, st.delivered_upto, st.segs);
     return st;
   }
 
@@ -645,21 +677,13 @@ struct server_store::impl {
   status write_state(txn& t, uint64_t uid, const user_state& st,
                      store::cursor* c = nullptr) {
     auto& v = row_buf;
-    v.resize(16 + 16 * st.segs.size());
-    char* p = v.data();
-    store_le64(p, st.head);
-    store_le64(p + 8, st.delivered_upto);
-    for (auto& sg : st.segs) {
-      p += 16;
-      store_le64(p, sg.gen);
-      store_le64(p + 8, sg.first);
-    }
+    encode_state_row(v, st.head, st.delivered_upto, st.segs);
     return c != nullptr ? c->put(be64(uid), v) : t.put(state, be64(uid), v);
   }
 
   // -- where a record lives: `log` or a journal gen (see "the journal")
 
-  dbi journal_of(uint64_t g) const { return journal[(g / journal_epoch) % 2]; }
+  dbi journal_of(uint64_t g) const { return journal[(g / epoch_len) % 2]; }
 
   /// The table and key of (uid, seq) for a user in state `st` (in `t`,
   /// with the batch's pending journal records written out when the record
@@ -809,16 +833,38 @@ struct server_store::impl {
     // of that user's range, where LMDB finds the page without a search
     // from the root. The values are copied out first: the puts may reuse
     // pages, and the journal's entries stay until the table is cleared.
+    // At most about move_budget bytes wait at a time: past it, what was
+    // read goes out before the rest is read. Any order of puts gives the
+    // same table; this one only searches less.
     auto& mv = move_buf;
-    mv.clear();
     auto& arena = move_arena;
+    auto& uids = move_uids;
+    uids.clear();
+    auto write_out = [&]() -> status {
+      sort_by_user(mv);
+      auto c = t.open_cursor(log);
+      if (!c)
+        return c.error();
+      for (auto& m : mv) {
+        uids.push_back(m.uid);
+        key_builder k;
+        k.u64(m.uid).u64(m.seq);
+        if (auto s =
+              c->put(k.view(), std::string_view{arena}.substr(m.at, m.len));
+            !s)
+          return s;
+      }
+      mv.clear();
+      arena.clear();
+      return {};
+    };
+    mv.clear();
     arena.clear();
     {
       auto c = t.open_cursor(j);
       if (!c)
         return c.error();
-      for (uint64_t g = epoch * journal_epoch; g < (epoch + 1) * journal_epoch;
-           ++g) {
+      for (uint64_t g = epoch * epoch_len; g < (epoch + 1) * epoch_len; ++g) {
         key_builder k;
         k.u64(g).u64(uid_lo);
         if (auto s = c->seek(k.view()); !s)
@@ -830,6 +876,9 @@ struct server_store::impl {
           uint64_t uid = get_be64(key.data() + 8);
           if (get_be64(key.data()) != g || uid >= uid_hi)
             break;
+          if (arena.size() >= move_budget)
+            if (auto s = write_out(); !s)
+              return s;
           mv.push_back(staged{uid, get_be64(key.data() + 16), arena.size(),
                               c->value().size()});
           arena.append(c->value());
@@ -838,23 +887,14 @@ struct server_store::impl {
         }
       }
     }
-    sort_by_user(mv);
-    std::vector<uint64_t> uids;
-    {
-      auto c = t.open_cursor(log);
-      if (!c)
-        return c.error();
-      for (auto& m : mv) {
-        if (uids.empty() || uids.back() != m.uid)
-          uids.push_back(m.uid);
-        key_builder k;
-        k.u64(m.uid).u64(m.seq);
-        if (auto s = c->put(k.view(), std::string_view{arena}.substr(m.at, m.len));
-            !s)
-          return s;
-      }
-    }
-    uint64_t next_epoch_gen = (epoch + 1) * journal_epoch;
+    if (auto s = write_out(); !s)
+      return s;
+    // A big move leaves its memory to the allocator, not to the next batch.
+    if (arena.capacity() > 2 * move_budget)
+      std::string{}.swap(arena);
+    std::sort(uids.begin(), uids.end());
+    uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+    uint64_t next_epoch_gen = (epoch + 1) * epoch_len;
     for (auto uid : uids) {
       auto st = get_state(t, uid);
       if (st.head == 0)
@@ -889,12 +929,12 @@ struct server_store::impl {
   /// the table for the next epoch. So every batch moves about the same,
   /// instead of one batch in eight moving everything.
   status move_share(txn& t, uint64_t g) {
-    uint64_t epoch = g / journal_epoch;
+    uint64_t epoch = g / epoch_len;
     if (epoch == 0)
       return {};
-    uint64_t i = g % journal_epoch;
+    uint64_t i = g % epoch_len;
     uint64_t lo = i == 0 ? 0 : moved_below(t);
-    if (i + 1 == journal_epoch) {
+    if (i + 1 == epoch_len) {
       if (auto s = move_slice(t, epoch - 1, lo, ~uint64_t{0}); !s)
         return s;
       if (auto s = t.clear(journal[(epoch - 1) % 2]); !s)
@@ -905,7 +945,7 @@ struct server_store::impl {
     if (!n)
       return n.error();
     uint64_t users = *n && (*n)->size() == 8 ? get_le64((*n)->data()) : 1;
-    uint64_t hi = std::max(lo, (i + 1) * users / journal_epoch);
+    uint64_t hi = std::max(lo, (i + 1) * users / epoch_len);
     if (auto s = move_slice(t, epoch - 1, lo, hi); !s)
       return s;
     return set_moved_below(t, hi);
@@ -914,7 +954,7 @@ struct server_store::impl {
   /// Moves everything still in the journal into the log and clears both
   /// tables (server_store::flush_journal).
   status move_all(txn& t) {
-    uint64_t epoch = gen.load() / journal_epoch;
+    uint64_t epoch = gen.load() / epoch_len;
     if (epoch > 0)
       if (auto s = move_slice(t, epoch - 1, moved_below(t), ~uint64_t{0}); !s)
         return s;
@@ -933,6 +973,10 @@ struct server_store::impl {
                                  codec::frame_type type,
                                  std::string_view device,
                                  codec::buffer& frame) {
+    if (frame.size() < codec::header_size + 8)
+      return status{status_code::invalid_argument,
+                    "a log record did not encode (a field over its protocol "
+                    "limit): nothing was stored"};
     auto st = get_state(t, uid);
     uint64_t seq = st.head + 1;
     // Every log record frame starts its body with the u64 seq.
@@ -1652,6 +1696,17 @@ struct server_store::impl {
       out.ts_ms = get_le64((*d)->data() + 24);
       return {};
     }
+    if (m.payload.size() > codec::max_payload) {
+      // The session's decoder refuses such a frame; the store's own
+      // callers get the same answer instead of a record that cannot encode.
+      out.status = codec::message_status::fail;
+      out.ts_ms = op.now_ms;
+      out.text = "a payload of " + std::to_string(m.payload.size()) +
+                 " bytes is over the limit of " +
+                 std::to_string(codec::max_payload) +
+                 ": send it as a file (message.file) instead";
+      return {};
+    }
     if (m.group_id != 0)
       return do_group_append(t, op, out, touched, dk.view());
     auto ru = uid_of(t, op.app_id, m.peer);
@@ -2174,6 +2229,10 @@ server_store::~server_store() = default;
 
 result<std::unique_ptr<server_store>>
 server_store::open(const std::string& dir, const server_store_options& opts) {
+  if (opts.journal_epoch < 1 || opts.journal_epoch > 1024)
+    return status{status_code::invalid_argument,
+                  "journal epoch of " + std::to_string(opts.journal_epoch) +
+                    " batches: give 1 to 1024 (32 is the default)"};
   auto p = std::make_unique<impl>();
   p->opts = opts;
   auto e = env::open(dir, opts.env);
@@ -2214,6 +2273,10 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
     }
     // Format 2 to 3: the journal tables are new (and empty), and a state row
     // of 16 bytes has no journal segments: nothing to rewrite.
+    if (found < 4)
+      if (auto s = p->migrate_3_to_4(t); !s)
+        return s.annotate("migrating data directory " + dir + " from format " +
+                          std::to_string(found) + " to 4");
     if (found != server_format_version)
       if (auto s = set_format(t, p->meta, "format", server_format_version); !s)
         return s;
@@ -2222,6 +2285,25 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
       return g.error();
     p->gen = *g && (*g)->size() == 8 ? get_le64((*g)->data()) : 0;
     p->batch_gen = p->gen.load();
+    // The journal's epoch length: the directory's (8 before format 4, when
+    // it was a constant), or the options' once the journal was moved into
+    // `log` under the old one.
+    auto je = t.get(p->meta, "jepoch");
+    if (!je)
+      return je.error();
+    p->epoch_len = *je && (*je)->size() == 4 ? get_be32((*je)->data()) : 8;
+    if (p->epoch_len == 0)
+      return p->corrupt("meta jepoch");
+    if (!*je || p->epoch_len != opts.journal_epoch) {
+      if (p->epoch_len != opts.journal_epoch)
+        if (auto s = p->move_all(t); !s)
+          return s.annotate("moving the journal of " + dir + " into the log");
+      p->epoch_len = opts.journal_epoch;
+      std::string v;
+      put_be32(v, opts.journal_epoch);
+      if (auto s = t.put(p->meta, "jepoch", v); !s)
+        return s;
+    }
     return status{};
   });
   if (!st)

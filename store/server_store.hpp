@@ -30,11 +30,17 @@ struct server_store_options {
   uint32_t token_ttl_s = 365 * 24 * 3600; ///< Default token lifetime.
   /// How long after sending a message may be retracted.
   uint32_t retract_window_s = codec::default_retract_window_s;
+  /// Batches (gens) per journal epoch, 1 to 1024 (docs/ARCHITECTURE.md,
+  /// "the journal"): a longer epoch writes each user's tail page in `log`
+  /// once for more batches. The directory remembers its length (meta
+  /// "jepoch"; 8 before format 4); opening with another one moves the whole
+  /// journal into `log` first.
+  uint32_t journal_epoch = 16;
 };
 
-/// On-disk format of the server store; a newer one is refused, format 1 is
-/// migrated at open (server_store::open).
-constexpr uint32_t server_format_version = 3;
+/// On-disk format of the server store; a newer one is refused, older ones
+/// are migrated at open (server_store::open).
+constexpr uint32_t server_format_version = 4;
 
 /// Why check_token refused a login (codec::login_failure_reason).
 struct token_check {

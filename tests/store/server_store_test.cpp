@@ -134,6 +134,41 @@ struct fixture {
   }
 };
 
+/// Rewrites every state row in format 3's layout (u64 LE head and
+/// delivered_upto, then u64 LE gen and first per segment; formats 1 and 2:
+/// 16 bytes, no segments), counting the rows and those with segments.
+status to_v3_state_rows(txn& t, dbi state, size_t& rows,
+                        size_t& with_segments) {
+  auto c = t.open_cursor(state);
+  if (!c)
+    return c.error();
+  std::vector<std::pair<std::string, std::string>> v3;
+  for (auto s = c->first(); s && c->valid(); s = c->next()) {
+    uint64_t head = 0, delivered = 0;
+    segment_list<16> segs;
+    if (!decode_state_row(c->value(), head, delivered, segs))
+      return status{status_code::corruption, "state row"};
+    std::string row;
+    auto le64 = [&](uint64_t x) {
+      for (int i = 0; i < 8; ++i)
+        row.push_back(static_cast<char>(x >> (8 * i)));
+    };
+    le64(head);
+    le64(delivered);
+    for (auto& sg : segs) {
+      le64(sg.gen);
+      le64(sg.first);
+    }
+    with_segments += !segs.empty();
+    v3.emplace_back(std::string{c->key()}, row);
+  }
+  for (auto& [k, v] : v3)
+    if (auto s = t.put(state, k, v); !s)
+      return s;
+  rows = v3.size();
+  return {};
+}
+
 } // namespace
 
 TEST_CASE("segment_list: inline, then on the heap, copies independent") {
@@ -169,6 +204,75 @@ TEST_CASE("segment_list: inline, then on the heap, copies independent") {
   for (auto& sg : a)
     sum += sg.gen;
   CHECK(sum == 15);
+}
+
+TEST_CASE("state row: varints; a busy user's two epochs of segments take "
+          "2 bytes each, and any list round-trips") {
+  segment_list<16> segs;
+  for (uint64_t g = 0; g < 16; ++g) // gens 1000..1015, 3 records a gen
+    segs.push_back(segment{1000 + g, 400 + 3 * g});
+  std::string row;
+  encode_state_row(row, 447, 440, segs);
+  // head, delivered_upto: 2 bytes each; the first segment 2 + 2; the
+  // others 1 + 1.
+  CHECK(row.size() == 2 + 2 + 4 + 15 * 2);
+  uint64_t head = 0, delivered = 0;
+  segment_list<16> back;
+  REQUIRE(decode_state_row(row, head, delivered, back));
+  CHECK(head == 447);
+  CHECK(delivered == 440);
+  REQUIRE(back.size() == 16);
+  for (size_t i = 0; i < 16; ++i)
+    CHECK((back[i].gen == segs[i].gen && back[i].first == segs[i].first));
+
+  // Not ascending, and the extremes: the differences wrap around.
+  segment_list<16> odd;
+  odd.push_back(segment{UINT64_MAX, 5});
+  odd.push_back(segment{3, UINT64_MAX});
+  odd.push_back(segment{3, 0});
+  encode_state_row(row, UINT64_MAX, 0, odd);
+  segment_list<16> odd_back;
+  REQUIRE(decode_state_row(row, head, delivered, odd_back));
+  CHECK((head == UINT64_MAX && delivered == 0));
+  REQUIRE(odd_back.size() == 3);
+  for (size_t i = 0; i < 3; ++i)
+    CHECK((odd_back[i].gen == odd[i].gen && odd_back[i].first == odd[i].first));
+
+  // No segments: two bytes.
+  encode_state_row(row, 0, 0, segment_list<16>{});
+  CHECK(row == std::string(2, '\0'));
+
+  // Malformed: a varint cut short, one longer than 10 bytes, a segment
+  // without its first seq.
+  segment_list<16> bad;
+  CHECK_FALSE(decode_state_row(std::string{"\x80"}, head, delivered, bad));
+  CHECK_FALSE(
+    decode_state_row(std::string(11, '\x80') + '\x01', head, delivered, bad));
+  CHECK_FALSE(
+    decode_state_row(std::string{"\x01\x01\x05"}, head, delivered, bad));
+}
+
+TEST_CASE("state row: format 3's fixed layout reads for the migration") {
+  std::string v3;
+  auto le64 = [&](uint64_t x) {
+    for (int i = 0; i < 8; ++i)
+      v3.push_back(static_cast<char>(x >> (8 * i)));
+  };
+  le64(9);
+  le64(7);
+  le64(300);
+  le64(8);
+  uint64_t head = 0, delivered = 0;
+  segment_list<16> segs;
+  REQUIRE(decode_state_row_v3(v3, head, delivered, segs));
+  CHECK((head == 9 && delivered == 7));
+  REQUIRE(segs.size() == 1);
+  CHECK((segs[0].gen == 300 && segs[0].first == 8));
+  segment_list<16> none;
+  CHECK(decode_state_row_v3(v3.substr(0, 16), head, delivered, none));
+  CHECK(none.empty());
+  CHECK_FALSE(decode_state_row_v3(v3.substr(0, 24), head, delivered, none));
+  CHECK_FALSE(decode_state_row_v3(v3.substr(0, 8), head, delivered, none));
 }
 
 TEST_CASE("tokens: every login failure has its reason") {
@@ -1221,6 +1325,14 @@ TEST_CASE("format 1 is migrated: stored status_update records gain "
           return s;
       }
       dedups = old_keys.size();
+      // Format 1's state rows: 16 bytes (no journal then).
+      dbi state;
+      if (auto s = open_tables(t, {{&state, "state"}}); !s)
+        return s;
+      size_t rows = 0, with_segments = 0;
+      if (auto s = to_v3_state_rows(t, state, rows, with_segments); !s)
+        return s;
+      REQUIRE(with_segments == 0);
       return {};
     });
     REQUIRE_MESSAGE(st.ok(), st.to_string());
@@ -1411,7 +1523,7 @@ TEST_CASE("journal: every record reads the same before, during and after "
 
 TEST_CASE("journal: deleting a user removes its records from the journal "
           "too") {
-  fixture f;
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 8; }};
   for (uint64_t i = 1; i <= 12; ++i) // across an epoch: both tables used
     f.send(i, "bob", "m");
   auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
@@ -1429,11 +1541,161 @@ TEST_CASE("journal: deleting a user removes its records from the journal "
   (void) in_log;
 }
 
+TEST_CASE("format 3 is migrated: state rows become varints, the journal of "
+          "8-batch epochs moves into the log, every record reads the same") {
+  // Format 3: epochs of 8 gens (a constant then, no meta "jepoch").
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 8; }};
+  // Gens 1..17: bob's epoch-0 records moved at gen 15, epoch 1's wait.
+  for (uint64_t i = 1; i <= 16; ++i)
+    f.send(i, "bob", "m" + std::to_string(i));
+  f.apply({ack_op{f.bob.uid, "b1", f.db->head(f.bob.uid), t0}});
+  auto bob_before = bob_messages(f);
+  auto alice_before = f.log_of(f.alice.uid).size();
+  auto raw_before = raw_entries_of(f, f.bob.uid);
+  REQUIRE(raw_before.first > 0);  // epoch 0's share moved
+  REQUIRE(raw_before.second > 0); // epoch 1 in the journal: bob has segments
+  f.db.reset();
+  // Make it a format-3 directory: fixed 16 + 16 k byte state rows.
+  size_t rows = 0, with_segments = 0;
+  {
+    auto e = env::open(f.dir.path(), {});
+    REQUIRE(e.ok());
+    dbi meta, state;
+    auto st = (*e)->write([&](txn& t) -> status {
+      if (auto s = open_tables(t, {{&meta, "meta"}, {&state, "state"}}); !s)
+        return s;
+      if (auto s = set_format(t, meta, "format", 3); !s)
+        return s;
+      if (auto s = t.del(meta, "jepoch"); !s)
+        return s;
+      return to_v3_state_rows(t, state, rows, with_segments);
+    });
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+  }
+  REQUIRE(rows == 2);
+  REQUIRE(with_segments >= 1);
+  auto db = server_store::open(f.dir.path(), server_store_options{});
+  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  f.db = std::move(*db);
+  CHECK(raw_entries_of(f, f.bob.uid) ==
+        std::pair<size_t, size_t>{bob_before.size(), 0});
+  CHECK(bob_messages(f) == bob_before);
+  CHECK(f.log_of(f.alice.uid).size() == alice_before);
+  CHECK(f.db->head(f.bob.uid) == bob_before.size());
+  // The batches go on where they were, in epochs of 16 now.
+  for (uint64_t i = 17; i <= 80; ++i)
+    f.send(i, "bob", "m" + std::to_string(i));
+  auto now = bob_messages(f);
+  REQUIRE(now.size() == 80);
+  CHECK(std::equal(bob_before.begin(), bob_before.end(), now.begin()));
+  CHECK(now.back() == std::to_string(f.db->head(f.bob.uid)) + ":m80");
+  auto raw = raw_entries_of(f, f.bob.uid);
+  CHECK(raw.first + raw.second == 80);
+  CHECK(raw.second > 0);
+}
+
+TEST_CASE("journal: opening with another epoch length moves the journal "
+          "into the log first; records read the same at every length") {
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 5; }};
+  uint64_t i = 0;
+  for (uint32_t len : {5u, 1u, 32u, 7u}) {
+    if (len != 5) {
+      f.db.reset();
+      f.opts.journal_epoch = len;
+      auto db = server_store::open(f.dir.path(), f.opts);
+      REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+      f.db = std::move(*db);
+      CHECK(raw_entries_of(f, f.bob.uid).second == 0); // all in `log`
+      REQUIRE(bob_messages(f).size() == i);
+    }
+    for (uint64_t k = 0; k < 3 * len + 2; ++k) { // across epochs
+      ++i;
+      f.send(i, "bob", "m" + std::to_string(i));
+    }
+    auto msgs = bob_messages(f);
+    REQUIRE(msgs.size() == i);
+    for (size_t k = 0; k < msgs.size(); ++k)
+      REQUIRE(msgs[k] == std::to_string(k + 1) + ":m" + std::to_string(k + 1));
+    REQUIRE(f.log_of(f.alice.uid).size() == f.db->head(f.alice.uid));
+  }
+  f.db.reset();
+  f.opts.journal_epoch = 0;
+  auto bad = server_store::open(f.dir.path(), f.opts);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code() == status_code::invalid_argument);
+  CHECK(bad.error().message().find("1 to 1024") != std::string::npos);
+}
+
+TEST_CASE("journal: an epoch's move larger than its memory budget (1 MiB) "
+          "goes out in parts, every record once and in order") {
+  // Epochs of 8 gens, batches of five 200 KB messages: 8 MB of alice's
+  // copies and 8 MB of bob's in each epoch. The shares move one user each,
+  // flush_journal both users of the epoch filling: each goes out in parts.
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 8; }};
+  auto payload_of = [](uint64_t i) {
+    return std::string(200 * 1024, static_cast<char>('a' + i % 26));
+  };
+  uint64_t mid = 0;
+  auto batch = [&] {
+    std::vector<write_op> ops;
+    for (int k = 0; k < 5; ++k) {
+      ++mid;
+      ops.push_back(fixture::message(f.alice.uid, "alice", "a1", mid, "bob", 0,
+                                     payload_of(mid)));
+    }
+    for (auto& o : f.apply(ops))
+      REQUIRE((o.st.ok() && o.append.status == message_status::sent));
+  };
+  auto check = [&] {
+    for (auto uid : {f.alice.uid, f.bob.uid}) {
+      std::vector<log_record> recs;
+      REQUIRE(f.db->read_log(uid, 0, 1000, 256 << 20, recs).ok());
+      std::vector<uint64_t> mids;
+      for (auto& r : recs) {
+        auto m = f.decode<codec::message>(r);
+        REQUIRE(m.payload == payload_of(m.mid));
+        mids.push_back(m.mid);
+      }
+      std::vector<uint64_t> want(mid);
+      std::iota(want.begin(), want.end(), 1);
+      REQUIRE(mids == want);
+    }
+  };
+  for (int b = 0; b < 28; ++b) // gens 1..28: bob's epochs 0, 1 moved
+    batch();
+  check();
+  auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
+  CHECK(in_log == 75); // gens 1..15
+  CHECK(in_journal > 0);
+  REQUIRE(f.db->flush_journal().ok());
+  CHECK(raw_entries_of(f, f.bob.uid) == std::pair<size_t, size_t>{mid, 0});
+  CHECK(raw_entries_of(f, f.alice.uid) == std::pair<size_t, size_t>{mid, 0});
+  check();
+  for (int b = 0; b < 12; ++b) // and on, across the next epoch
+    batch();
+  check();
+}
+
+TEST_CASE("a payload over the protocol's limit is refused with its reason, "
+          "and nothing is stored") {
+  fixture f;
+  auto op = fixture::message(f.alice.uid, "alice", "a1", 1, "bob", 0,
+                             std::string(codec::max_payload + 1, 'x'));
+  auto ok = fixture::message(f.alice.uid, "alice", "a1", 2, "bob", 0, "fine");
+  auto out = f.apply({op, ok});
+  REQUIRE(out[0].st.ok());
+  CHECK(out[0].append.status == message_status::fail);
+  CHECK(out[0].append.text.find("over the limit") != std::string::npos);
+  CHECK(out[1].append.status == message_status::sent);
+  CHECK(f.db->head(f.bob.uid) == 1);
+}
+
 TEST_CASE("journal: an epoch moves in shares; a record edited after its "
           "share moved keeps the edit when the rest is flushed") {
-  fixture f;
-  // Users 1 (alice) and 2 (bob) of 3 uids: batch 5 of an epoch moves
-  // alice's share of the previous epoch, batch 7 bob's (move_share).
+  // Epochs of 8 gens. Users 1 (alice) and 2 (bob) of 3 uids: batch i of
+  // an epoch moves the uids below (i + 1) * 3 / 8 of the previous epoch
+  // (move_share), so batch 5 moves alice's share, batch 7 bob's.
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 8; }};
   REQUIRE(f.alice.uid == 1);
   REQUIRE(f.bob.uid == 2);
   for (uint64_t i = 1; i <= 13; ++i) // gens 1..13: mid 1 is in epoch 0
