@@ -97,12 +97,14 @@ inline void put_varint(std::string& out, uint64_t v) {
   out.push_back(static_cast<char>(v));
 }
 
-/// Reads a varint at `at`, advancing it. False when `v` ends inside one or
-/// it is longer than 10 bytes.
+/// Reads a varint at `at`, advancing it. False when `v` ends inside one, or
+/// it is longer than 10 bytes or holds more than 64 bits.
 inline bool get_varint(std::string_view v, size_t& at, uint64_t& out) {
   uint64_t r = 0;
   for (unsigned shift = 0; shift < 64 && at < v.size(); shift += 7) {
     auto b = static_cast<unsigned char>(v[at++]);
+    if (shift == 63 && b > 1)
+      return false; // bits beyond the 64th
     r |= uint64_t{b & 0x7fu} << shift;
     if ((b & 0x80) == 0) {
       out = r;

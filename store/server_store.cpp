@@ -329,11 +329,6 @@ bool decode_user(std::string_view v, user_rec& u) {
 
 struct server_store::impl {
 
-  /// Format 1 to 2: (protocol version 2) `status_update` gained a trailing
-  /// u32 `receivers`; log records keep encoded frames and are streamed as
-  /// they are, so every stored status_update gets the field (0: a log
-  /// record never carries it). And the dedup key begins with the mid
-  /// (dedup_key). One pass over each, in the opening transaction.
   /// Format 3 to 4: state rows from fixed 16 + 16 k bytes to varints
   /// (encode_state_row). Formats 1 and 2 have 16-byte rows: the same code.
   status migrate_3_to_4(txn& t) {
@@ -359,6 +354,11 @@ struct server_store::impl {
     return {};
   }
 
+  /// Format 1 to 2: (protocol version 2) `status_update` gained a trailing
+  /// u32 `receivers`; log records keep encoded frames and are streamed as
+  /// they are, so every stored status_update gets the field (0: a log
+  /// record never carries it). And the dedup key begins with the mid
+  /// (dedup_key). One pass over each, in the opening transaction.
   status migrate_1_to_2(txn& t) {
     auto c = t.open_cursor(log);
     if (!c)
@@ -846,7 +846,8 @@ struct server_store::impl {
       if (!c)
         return c.error();
       for (auto& m : mv) {
-        uids.push_back(m.uid);
+        if (uids.empty() || uids.back() != m.uid)
+          uids.push_back(m.uid);
         key_builder k;
         k.u64(m.uid).u64(m.seq);
         if (auto s =
@@ -924,10 +925,10 @@ struct server_store::impl {
   }
 
   /// Batch `g`'s share of moving the previous epoch into the log: batch i
-  /// of an epoch moves the i-th eighth of the users (by uid, up to the
+  /// of an epoch of E moves the i-th E-th of the users (by uid, up to the
   /// users that exist now); the epoch's last batch moves the rest and clears
   /// the table for the next epoch. So every batch moves about the same,
-  /// instead of one batch in eight moving everything.
+  /// instead of one batch in E moving everything.
   status move_share(txn& t, uint64_t g) {
     uint64_t epoch = g / epoch_len;
     if (epoch == 0)
@@ -2232,7 +2233,9 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
   if (opts.journal_epoch < 1 || opts.journal_epoch > 1024)
     return status{status_code::invalid_argument,
                   "journal epoch of " + std::to_string(opts.journal_epoch) +
-                    " batches: give 1 to 1024 (32 is the default)"};
+                    " batches: give 1 to 1024 (" +
+                    std::to_string(server_store_options{}.journal_epoch) +
+                    " is the default)"};
   auto p = std::make_unique<impl>();
   p->opts = opts;
   auto e = env::open(dir, opts.env);
@@ -2265,6 +2268,7 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
           check_format(t, p->meta, "format", server_format_version, &found);
         !s)
       return s;
+    const uint32_t was = found;
     if (found == 1) {
       if (auto s = p->migrate_1_to_2(t); !s)
         return s.annotate("migrating data directory " + dir +
@@ -2276,7 +2280,7 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
     if (found < 4)
       if (auto s = p->migrate_3_to_4(t); !s)
         return s.annotate("migrating data directory " + dir + " from format " +
-                          std::to_string(found) + " to 4");
+                          std::to_string(was) + " to 4");
     if (found != server_format_version)
       if (auto s = set_format(t, p->meta, "format", server_format_version); !s)
         return s;
@@ -2291,9 +2295,9 @@ server_store::open(const std::string& dir, const server_store_options& opts) {
     auto je = t.get(p->meta, "jepoch");
     if (!je)
       return je.error();
-    p->epoch_len = *je && (*je)->size() == 4 ? get_be32((*je)->data()) : 8;
-    if (p->epoch_len == 0)
+    if (*je && ((*je)->size() != 4 || get_be32((*je)->data()) == 0))
       return p->corrupt("meta jepoch");
+    p->epoch_len = *je ? get_be32((*je)->data()) : 8;
     if (!*je || p->epoch_len != opts.journal_epoch) {
       if (p->epoch_len != opts.journal_epoch)
         if (auto s = p->move_all(t); !s)

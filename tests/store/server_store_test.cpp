@@ -248,6 +248,9 @@ TEST_CASE("state row: varints; a busy user's two epochs of segments take "
   CHECK_FALSE(decode_state_row(std::string{"\x80"}, head, delivered, bad));
   CHECK_FALSE(
     decode_state_row(std::string(11, '\x80') + '\x01', head, delivered, bad));
+  // Ten bytes whose last carries more than the 64th bit.
+  CHECK_FALSE(decode_state_row(std::string(9, '\xff') + '\x02' + '\x00', head,
+                               delivered, bad));
   CHECK_FALSE(
     decode_state_row(std::string{"\x01\x01\x05"}, head, delivered, bad));
 }
@@ -1623,7 +1626,24 @@ TEST_CASE("journal: opening with another epoch length moves the journal "
   auto bad = server_store::open(f.dir.path(), f.opts);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().code() == status_code::invalid_argument);
-  CHECK(bad.error().message().find("1 to 1024") != std::string::npos);
+  CHECK(bad.error().message().find("1 to 1024 (16 is the default)") !=
+        std::string::npos);
+  // A length the directory holds but cannot be read is corruption, not 8.
+  {
+    auto e = env::open(f.dir.path(), {});
+    REQUIRE(e.ok());
+    dbi meta;
+    auto st = (*e)->write([&](txn& t) -> status {
+      if (auto s = open_tables(t, {{&meta, "meta"}}); !s)
+        return s;
+      return t.put(meta, "jepoch", std::string(3, '\0'));
+    });
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+  }
+  f.opts.journal_epoch = 16;
+  auto corrupt = server_store::open(f.dir.path(), f.opts);
+  REQUIRE_FALSE(corrupt.ok());
+  CHECK(corrupt.error().code() == status_code::corruption);
 }
 
 TEST_CASE("journal: an epoch's move larger than its memory budget (1 MiB) "
