@@ -1103,6 +1103,8 @@ void trim(session_ptr self) {
   std::vector<store::log_record>{}.swap(st.records);
   std::vector<uint64_t>{}.swap(st.own_streamed);
   st.scratch = codec::message{};
+  if (st.tls)
+    st.tls->release_buffers();
 }
 
 /// Bytes read per turn before other actors get the thread.

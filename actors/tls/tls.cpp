@@ -297,6 +297,25 @@ stream::stream(std::shared_ptr<context> ctx, const std::string& sni)
   }
 }
 
+void stream::release_buffers() {
+  // (A record half read waits inside SSL, not in the BIO: it survives.)
+  if (failed_ || ssl_ == nullptr || BIO_ctrl_pending(in_) != 0 ||
+      BIO_ctrl_pending(out_) != 0)
+    return;
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  if (in == nullptr || out == nullptr) {
+    BIO_free(in);
+    BIO_free(out);
+    return; // keep the old ones
+  }
+  BIO_set_mem_eof_return(in, -1);
+  BIO_set_mem_eof_return(out, -1);
+  SSL_set_bio(ssl_, in, out); // frees the old pair
+  in_ = in;
+  out_ = out;
+}
+
 stream::~stream() {
   if (ssl_ != nullptr)
     SSL_free(ssl_);
