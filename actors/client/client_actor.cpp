@@ -298,6 +298,10 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
                 true, {st.watching.begin(), st.watching.end()}});
   auto every = seconds(std::max<uint32_t>(1, ok.ping_interval_s));
   self->delayed_send(self, every, ping_atom::value, st.generation);
+  // What the handshake grew the memory BIOs to (the server's certificate
+  // flight): thousands of clients in one process each keep it otherwise.
+  if (st.tls)
+    st.tls->release_buffers();
 }
 
 void apply_status(client_ptr self, const codec::status_update& su) {
@@ -762,6 +766,8 @@ caf::actor make_client_actor(caf::actor_system& sys,
           return;
         put(self, codec::ping{gen});
         flush_out(self);
+        if (st.tls)
+          st.tls->release_buffers(); // a burst's, on a quiet connection
         self->delayed_send(self, seconds(30), ping_atom::value, gen);
       },
     };
