@@ -134,6 +134,12 @@ struct fixture {
   }
 };
 
+/// Appends `x` as 8 little-endian bytes (format 3's state rows).
+void append_le64(std::string& out, uint64_t x) {
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>(x >> (8 * i)));
+}
+
 /// Rewrites every state row in format 3's layout (u64 LE head and
 /// delivered_upto, then u64 LE gen and first per segment; formats 1 and 2:
 /// 16 bytes, no segments), counting the rows and those with segments.
@@ -149,10 +155,7 @@ status to_v3_state_rows(txn& t, dbi state, size_t& rows,
     if (!decode_state_row(c->value(), head, delivered, segs))
       return status{status_code::corruption, "state row"};
     std::string row;
-    auto le64 = [&](uint64_t x) {
-      for (int i = 0; i < 8; ++i)
-        row.push_back(static_cast<char>(x >> (8 * i)));
-    };
+    auto le64 = [&](uint64_t x) { append_le64(row, x); };
     le64(head);
     le64(delivered);
     for (auto& sg : segs) {
@@ -257,10 +260,7 @@ TEST_CASE("state row: varints; a busy user's two epochs of segments take "
 
 TEST_CASE("state row: format 3's fixed layout reads for the migration") {
   std::string v3;
-  auto le64 = [&](uint64_t x) {
-    for (int i = 0; i < 8; ++i)
-      v3.push_back(static_cast<char>(x >> (8 * i)));
-  };
+  auto le64 = [&](uint64_t x) { append_le64(v3, x); };
   le64(9);
   le64(7);
   le64(300);
