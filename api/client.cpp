@@ -520,6 +520,10 @@ connection_status client::connection() const {
   return static_cast<connection_status>(impl_->ctx->status.load());
 }
 
+bool client::tls_resumed() const {
+  return impl_->ctx->resumed.load(std::memory_order_relaxed);
+}
+
 const std::string& client::device_id() const {
   return impl_->ctx->device;
 }

@@ -91,6 +91,12 @@ int main(int argc, char** argv) {
     .add_option("--idle", o.idle_s,
                 "storm: idle seconds before the memory sample")
     ->capture_default_str();
+  app.add_flag("--reconnect", o.reconnect,
+               "storm: then every user drops its connection (as a lost "
+               "network would) and logs in again, timed as reconnect_s");
+  bool no_resume = false;
+  app.add_flag("--no-tls-resume", no_resume,
+               "clients do not resume their TLS session when they reconnect");
   app
     .add_option("--drop-connections", o.drop_rate,
                 "fault injection: connections dropped per second (random "
@@ -118,6 +124,7 @@ int main(int argc, char** argv) {
            : what == "groups"  ? parley::sim::scenario::groups
                                : parley::sim::scenario::chat;
   o.receipts = !no_receipts;
+  o.tls_resume = !no_resume;
   o.progress = !quiet;
   if (!server.empty()) {
     auto colon = server.rfind(':');

@@ -100,6 +100,9 @@ struct client_state {
   uint64_t generation = 0;          ///< Bumped per connection attempt.
   std::unique_ptr<net::channel> ch; ///< The socket of this connection.
   std::unique_ptr<tls::stream> tls;
+  /// The server's newest TLS ticket (from the last login): the next
+  /// connection resumes it (client_options::tls_resume).
+  std::shared_ptr<const tls::ticket> ticket;
   codec::frame_parser parser{codec::max_frame_body_protocol};
   codec::buffer out;
   tls::bytes cipher;
@@ -206,6 +209,7 @@ void drop(client_ptr self) {
   st.requests.clear();
   st.ch.reset(); // what the kernel holds still leaves, then FIN
   st.tls.reset();
+  st.ctx->resumed.store(false, std::memory_order_relaxed);
   st.unanswered.clear();
   st.out.clear();
   st.cipher.clear();
@@ -287,6 +291,8 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   st.backoff = milliseconds(0);
   st.address = ok.address;
   st.ctx->set_address(ok.address);
+  // Before the status: a listener told "online" may ask tls_resumed().
+  st.ctx->resumed.store(st.tls && st.tls->resumed(), std::memory_order_relaxed);
   set_status(self, connection_status::online);
   // The outbox goes out in order; the server answers each (resends are
   // deduplicated by mid on the server).
@@ -298,10 +304,14 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
                 true, {st.watching.begin(), st.watching.end()}});
   auto every = seconds(std::max<uint32_t>(1, ok.ping_interval_s));
   self->delayed_send(self, every, ping_atom::value, st.generation);
-  // What the handshake grew the memory BIOs to (the server's certificate
-  // flight): thousands of clients in one process each keep it otherwise.
-  if (st.tls)
+  if (st.tls) {
+    // The ticket came right after the handshake, before this answer.
+    if (auto t = st.tls->latest_ticket())
+      st.ticket = std::move(t);
+    // What the handshake grew the memory BIOs to (the server's certificate
+    // flight): thousands of clients in one process each keep it otherwise.
     st.tls->release_buffers();
+  }
 }
 
 void apply_status(client_ptr self, const codec::status_update& su) {
@@ -511,6 +521,7 @@ void on_data(client_ptr self, const uint8_t* data, size_t size) {
   if (st.generation != gen)
     return;
   if (!s) {
+    st.ticket.reset(); // the next handshake is a full one
     bool trust = s.code() == status_code::unauthenticated;
     lost(self,
          trust ? connection_status::connect_failure
@@ -742,6 +753,8 @@ caf::actor make_client_actor(caf::actor_system& sys,
         }
         st.ch = std::move(*ch);
         st.tls = std::make_unique<tls::stream>(st.ctx->tls, st.ctx->opts.host);
+        if (st.ctx->opts.tls_resume)
+          st.tls->resume(st.ticket);
         st.tls->start(st.cipher);
         put(self, codec::hello{codec::protocol_version, st.ctx->opts.app_id,
                                st.ctx->opts.token, st.ctx->device,

@@ -117,6 +117,8 @@ struct client_context {
   std::shared_ptr<const listener_list> listeners =
     std::make_shared<const listener_list>();
   std::atomic<uint8_t> status{0};
+  /// The current connection's TLS handshake resumed a ticket (tls_resumed).
+  std::atomic<bool> resumed{false};
 
   /// This user's address, as the server said at login (empty before).
   std::string address() {

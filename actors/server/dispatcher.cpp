@@ -29,6 +29,13 @@ struct watchers {
 struct dispatcher_state {
   std::shared_ptr<context> ctx;
   std::unordered_map<uint64_t, std::vector<device_session>> online;
+  /// The uid of each session in `online`: a session's end (down_msg) finds
+  /// its entry without a walk over every online user. Most sessions that
+  /// end are in no entry by then (they unregistered first, and the down_msg
+  /// was already queued when that demonitored them): the walk made 10,000
+  /// reconnects cost 10,000 walks of 10,000 users, a quarter of the server's
+  /// CPU in a reconnect storm (BENCHMARKS.md).
+  std::unordered_map<caf::actor_addr, uint64_t> uid_of;
   uint64_t sessions = 0;
   /// Presence subscriptions: watched uid -> subscribers, and per
   /// subscribing session the uids it watches (to drop them when it ends).
@@ -94,6 +101,7 @@ void remove(dispatcher_ptr self, uint64_t uid, const caf::actor_addr& who) {
   for (auto j = v.begin(); j != v.end(); ++j) {
     if (j->session.address() == who) {
       v.erase(j);
+      st.uid_of.erase(who);
       --st.sessions;
       break;
     }
@@ -115,14 +123,8 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
     // must not stay "online".
     self->set_down_handler([=](caf::down_msg& dm) {
       auto& st = self->state;
-      for (auto i = st.online.begin(); i != st.online.end(); ++i) {
-        for (auto& ds : i->second) {
-          if (ds.session.address() == dm.source) {
-            remove(self, i->first, dm.source);
-            return;
-          }
-        }
-      }
+      if (auto i = st.uid_of.find(dm.source); i != st.uid_of.end())
+        remove(self, i->second, dm.source);
     });
     return {
       [=](register_atom, uint64_t uid, std::string& device,
@@ -142,12 +144,15 @@ dispatcher_actor make_dispatcher_actor(caf::actor_system& sys,
             // the session streams once more now (it pumped at login, but
             // appends may have landed between that and this).
             caf::anon_send(session, log_atom::value);
+            self->state.uid_of.erase(ds.session.address());
+            self->state.uid_of.emplace(session.address(), uid);
             ds.session = std::move(session);
             return;
           }
         }
         self->monitor(session);
         caf::anon_send(session, log_atom::value); // as above
+        self->state.uid_of.emplace(session.address(), uid);
         v.push_back(device_session{std::move(device), std::move(session)});
         ++self->state.sessions;
         if (v.size() == 1) // the user's first device: now online

@@ -890,8 +890,9 @@ void on_hello(session_ptr self, codec::hello& h) {
   ok.window = st.window;
   ok.server = "parleyd " PARLEY_VERSION;
   put(self, ok);
-  st.ctx->log->debug("session {}: {}/{} device {} logged in", st.peer_addr,
-                     st.app, st.address, st.device);
+  st.ctx->log->debug("session {}: {}/{} device {} logged in ({} TLS)",
+                     st.peer_addr, st.app, st.address, st.device,
+                     st.tls && st.tls->resumed() ? "resumed" : "full");
   if (tc.expires_ms != 0) {
     auto now = self->state.ctx->now();
     auto left = tc.expires_ms > now ? tc.expires_ms - now : 0;

@@ -168,6 +168,32 @@ std::string normalize_fingerprint(std::string_view fp) {
   return out;
 }
 
+// -- ticket ------------------------------------------------------------------
+
+class ticket {
+ public:
+  explicit ticket(SSL_SESSION* s) noexcept : session_(s) {
+    // nop
+  }
+  ~ticket() { SSL_SESSION_free(session_); }
+  ticket(const ticket&) = delete;
+  ticket& operator=(const ticket&) = delete;
+  SSL_SESSION* native() const noexcept { return session_; }
+
+ private:
+  SSL_SESSION* session_;
+};
+
+/// OpenSSL's new-session callback of client contexts: keeps a resumable
+/// session on the stream it arrived on. Returns 1 when it took `sess`.
+int on_new_session(SSL* ssl, SSL_SESSION* sess) {
+  auto* self = static_cast<stream*>(SSL_get_app_data(ssl));
+  if (self == nullptr || self->failed_ || SSL_SESSION_is_resumable(sess) != 1)
+    return 0;
+  self->ticket_ = std::make_shared<const ticket>(sess);
+  return 1;
+}
+
 // -- context -----------------------------------------------------------------
 
 namespace {
@@ -175,9 +201,9 @@ namespace {
 bool apply_common(SSL_CTX* ctx, min_version min) {
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // No resumption (yet): no session cache, whose periodic flush walks every
-  // cached session (OPENSSL_LH_doall in a 10,000-login storm profile), and
-  // no TLS 1.3 tickets nobody presents (two per handshake otherwise).
+  // No session cache in either role: its periodic flush walks every cached
+  // session (OPENSSL_LH_doall in a 10,000-login storm profile). Resumption
+  // uses stateless TLS 1.3 tickets instead (see context::server/client).
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 0);
   int floor = min == min_version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
@@ -209,6 +235,13 @@ result<std::shared_ptr<context>> context::server(const std::string& cert_file,
     return ssl_error(status_code::invalid_argument,
                      "key '" + key_file + "' does not match certificate '" +
                        cert_file + "'");
+  // One stateless ticket per handshake (OpenSSL's default is two): a client
+  // that reconnects presents it and skips the certificate exchange, the
+  // most expensive part of its handshake (the certificate's parse alone is
+  // ~200 µs in OpenSSL 3.0; bench/tls_bench TlsHandshake). The tickets are
+  // sealed with keys OpenSSL made for this context, so they die with the
+  // process, and the server keeps nothing per ticket.
+  SSL_CTX_set_num_tickets(ctx, 1);
   return res;
 }
 
@@ -220,6 +253,10 @@ result<std::shared_ptr<context>> context::client(const client_options& opts) {
   std::shared_ptr<context> res{new context(ctx, false)};
   if (!apply_common(ctx, opts.min))
     return ssl_error(status_code::internal, "configuring TLS");
+  // Tickets the server sends go to the stream they came on (no cache).
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                        SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, on_new_session);
   if (!opts.pinned_fingerprint.empty()) {
     res->pinned_ = normalize_fingerprint(opts.pinned_fingerprint);
     if (res->pinned_.size() != 64)
@@ -278,6 +315,7 @@ stream::stream(std::shared_ptr<context> ctx, const std::string& sni)
   BIO_set_mem_eof_return(in_, -1);
   BIO_set_mem_eof_return(out_, -1);
   SSL_set_bio(ssl_, in_, out_); // ssl_ owns both BIOs now
+  SSL_set_app_data(ssl_, this); // for on_new_session
   if (ctx_->is_server()) {
     SSL_set_accept_state(ssl_);
   } else {
@@ -314,12 +352,25 @@ void stream::release_buffers() {
   SSL_set_bio(ssl_, in, out); // frees the old pair
   in_ = in;
   out_ = out;
+  // And the record buffers SSL_MODE_RELEASE_BUFFERS leaves behind: a
+  // message after the handshake (a client's session ticket) sets up a
+  // 17 KiB write buffer that stays until the next write, which an idle
+  // client may not make for minutes. SSL_free_buffers keeps a buffer that
+  // holds data (it then fails, harmlessly).
+  (void)SSL_free_buffers(ssl_);
 }
 
 stream::~stream() {
-  if (ssl_ != nullptr)
+  if (ssl_ != nullptr) {
+    // OpenSSL marks the session of a connection freed without a
+    // close_notify "not resumable" (an old rule, meant for connections that
+    // ended in a fatal alert, which still mark it). A client reconnects
+    // precisely when the network dropped the connection, so a healthy
+    // client stream counts as shut down: its ticket stays usable.
+    if (!ctx_->is_server() && established_ && !failed_)
+      SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(ssl_);
-  else {
+  } else {
     if (in_ != nullptr)
       BIO_free(in_);
     if (out_ != nullptr)
@@ -329,6 +380,7 @@ stream::~stream() {
 
 status stream::fail(const char* what) {
   failed_ = true;
+  ticket_.reset(); // never resume what ended in a TLS error
   long verify = ssl_ != nullptr ? SSL_get_verify_result(ssl_) : X509_V_OK;
   if (!ctx_->is_server() && verify != X509_V_OK) {
     std::string msg = "the server's TLS certificate is not trusted (";
@@ -349,6 +401,18 @@ void stream::drain(bytes& to_network) {
   to_network.resize(old + pending);
   int n = BIO_read(out_, to_network.data() + old, static_cast<int>(pending));
   to_network.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+}
+
+void stream::resume(std::shared_ptr<const ticket> t) {
+  if (t == nullptr || failed_ || ctx_->is_server() || established_)
+    return;
+  // SSL_set_session takes its own reference; a ticket the server refuses
+  // just means a full handshake.
+  SSL_set_session(ssl_, t->native());
+}
+
+bool stream::resumed() const noexcept {
+  return established_ && SSL_session_reused(ssl_) == 1;
 }
 
 status stream::start(bytes& to_network) {
@@ -373,6 +437,7 @@ status stream::drive(bytes& plaintext, bytes& to_network) {
     if (!ctx_->is_server() && !ctx_->pinned().empty() &&
         normalize_fingerprint(peer_fingerprint()) != ctx_->pinned()) {
       failed_ = true;
+      ticket_.reset();
       return status{status_code::unauthenticated,
                     "the server's certificate fingerprint " +
                       peer_fingerprint() +

@@ -19,6 +19,7 @@
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
 typedef struct bio_st BIO;
+typedef struct ssl_session_st SSL_SESSION;
 
 namespace parley::tls {
 
@@ -91,6 +92,12 @@ class context {
   std::string pinned_;
 };
 
+/// A TLS 1.3 session ticket a client got from a server: presented at the
+/// next connection (stream::resume), it lets the handshake skip the
+/// certificate exchange (see stream::resume). Immutable; shared by the
+/// streams that use it.
+class ticket;
+
 /// One TLS connection over memory BIOs.
 ///
 ///   tls::stream s{ctx};
@@ -106,6 +113,21 @@ class stream {
   ~stream();
   stream(const stream&) = delete;
   stream& operator=(const stream&) = delete;
+
+  /// Client, before start(): offers `t` (from an earlier connection to the
+  /// same server through the same context) for resumption. The server may
+  /// refuse it (it restarted, the ticket expired): the handshake is then a
+  /// full one, with the certificate verified as usual. A resumed handshake
+  /// still makes a fresh key exchange (psk_dhe_ke: forward secrecy), and
+  /// peer_fingerprint() still names the certificate verified the first time.
+  void resume(std::shared_ptr<const ticket> t);
+
+  /// Client: the newest ticket the server sent on this connection (it sends
+  /// one after each handshake), or null.
+  std::shared_ptr<const ticket> latest_ticket() const { return ticket_; }
+
+  /// True once a handshake finished by resuming a ticket.
+  bool resumed() const noexcept;
 
   /// Starts the handshake (a client's ClientHello goes to `to_network`).
   status start(bytes& to_network);
@@ -150,6 +172,9 @@ class stream {
   bool established_ = false;
   bool failed_ = false;
   bytes pending_; // plaintext queued before the handshake
+  std::shared_ptr<const ticket> ticket_; // the newest from the server
+
+  friend int on_new_session(SSL* ssl, SSL_SESSION* sess);
 };
 
 } // namespace parley::tls

@@ -319,6 +319,12 @@ struct client_options {
   /// fingerprint of its certificate. Verification is always on.
   std::string ca_file;
   std::string fingerprint;
+  /// Resume the TLS session of the last login when reconnecting (a TLS 1.3
+  /// ticket, kept in memory): the handshake skips the certificate and its
+  /// signature, about 40 % of the CPU of a full one for both sides together
+  /// (BENCHMARKS.md). The key exchange is still fresh, and a refused ticket
+  /// (parleyd restarted, or two hours passed) means a full handshake.
+  bool tls_resume = true;
   /// Directory of the local database (LMDB). Empty keeps the database in
   /// memory: nothing survives the client, no file is opened (what a
   /// simulator of thousands of users wants), and at most
@@ -401,6 +407,11 @@ class client {
 
   /// The current connection status.
   connection_status connection() const;
+
+  /// True while online on a connection whose TLS handshake resumed the
+  /// session of the login before (client_options::tls_resume); false for a
+  /// full handshake and while offline.
+  bool tls_resumed() const;
 
   /// The device id in use.
   const std::string& device_id() const;

@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 #include <openssl/err.h>
 
+#include <malloc.h>
+
 #include <string>
 
 using namespace parley;
@@ -122,3 +124,84 @@ TEST_CASE("tls stream: giving back the BIOs' buffers loses nothing, between "
             .ok());
   CHECK(text_of(plain) == "split across a release");
 }
+
+TEST_CASE("tls stream: a client resumes the ticket of a connection that "
+          "ended without a close, and still knows the certificate") {
+  test::tls_pair p;
+  REQUIRE_MESSAGE(p.error.empty(), p.error);
+  CHECK_FALSE(p.client->resumed());
+  auto first = p.client->latest_ticket();
+  REQUIRE(first != nullptr); // the server sends one after the handshake
+  auto fp = p.client->peer_fingerprint();
+  REQUIRE_FALSE(fp.empty());
+  // connect() frees the old streams without a close_notify, as a dropped
+  // network does. OpenSSL marks the session of such a connection unusable
+  // unless the stream says it was shut down (~stream), and the ticket is
+  // that session.
+  REQUIRE(p.connect(nullptr, first).empty());
+  CHECK(p.client->resumed());
+  CHECK(p.server->resumed());
+  CHECK(p.client->peer_fingerprint() == fp);
+  auto up = sealed(*p.client, "after resumption");
+  tls::bytes plain, back;
+  REQUIRE(p.server->receive(up.data(), up.size(), plain, back).ok());
+  CHECK(text_of(plain) == "after resumption");
+  // The resumed connection got a fresh ticket, which resumes too.
+  auto second = p.client->latest_ticket();
+  REQUIRE(second != nullptr);
+  CHECK(second != first);
+  REQUIRE(p.connect(nullptr, second).empty());
+  CHECK(p.client->resumed());
+}
+
+TEST_CASE("tls stream: a ticket another server sealed is refused and the "
+          "handshake is a full one") {
+  test::tls_pair a, b; // two servers, two certificates, two ticket keys
+  REQUIRE_MESSAGE(a.error.empty(), a.error);
+  REQUIRE_MESSAGE(b.error.empty(), b.error);
+  auto from_a = a.client->latest_ticket();
+  REQUIRE(from_a != nullptr);
+  // b's client context trusts only b's certificate, so the full handshake
+  // verifies b (a resumption would have skipped that).
+  REQUIRE(b.connect(nullptr, from_a).empty());
+  CHECK_FALSE(b.client->resumed());
+  CHECK_FALSE(b.server->resumed());
+  CHECK(b.client->peer_fingerprint() != a.client->peer_fingerprint());
+}
+
+TEST_CASE("tls stream: a stream that fails keeps no ticket") {
+  test::tls_pair p;
+  REQUIRE_MESSAGE(p.error.empty(), p.error);
+  REQUIRE(p.client->latest_ticket() != nullptr);
+  tls::bytes garbage(64, 0x17), plain, back; // not a valid record
+  CHECK_FALSE(
+    p.client->receive(garbage.data(), garbage.size(), plain, back).ok());
+  CHECK(p.client->latest_ticket() == nullptr);
+}
+
+// Counts the heap with glibc's malloc, which the sanitizers replace.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+TEST_CASE("tls stream: giving back the buffers frees the record buffer a "
+          "session ticket left behind") {
+  test::tls_pair p; // the client read the server's ticket last
+  REQUIRE_MESSAGE(p.error.empty(), p.error);
+  REQUIRE(p.client->latest_ticket() != nullptr);
+  // Reading a message after the handshake set up a 17 KiB write buffer,
+  // which SSL_MODE_RELEASE_BUFFERS frees only after the next write: an
+  // idle client would keep it (10,000 simulated users: 100 MiB).
+  auto before = mallinfo2().uordblks;
+  p.client->release_buffers();
+  auto after = mallinfo2().uordblks;
+  CHECK(before > after);
+  CHECK(before - after >= 16384);
+  // The client still writes and reads.
+  auto up = sealed(*p.client, "still there");
+  tls::bytes plain, back;
+  REQUIRE(p.server->receive(up.data(), up.size(), plain, back).ok());
+  CHECK(text_of(plain) == "still there");
+  auto down = sealed(*p.server, "and back");
+  plain.clear();
+  REQUIRE(p.client->receive(down.data(), down.size(), plain, back).ok());
+  CHECK(text_of(plain) == "and back");
+}
+#endif

@@ -343,6 +343,50 @@ TEST_CASE("a client reconnects after the server restarts") {
   REQUIRE(ra->reached(*id, message_status::sent));
 }
 
+TEST_CASE("a reconnect resumes the TLS session; after a server restart, or "
+          "with tls_resume off, the handshake is a full one") {
+  fixture f;
+  auto online_count = [](recorder& r, size_t n) {
+    return r.wait([&] {
+      return static_cast<size_t>(std::count(r.statuses.begin(),
+                                            r.statuses.end(),
+                                            connection_status::online)) >= n;
+    });
+  };
+  auto ra = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  CHECK_FALSE(a->tls_resumed()); // a first login has no ticket
+  // A lost network (no goodbye, no close_notify), then back.
+  REQUIRE(a->reconnect().ok());
+  REQUIRE(online_count(*ra, 2));
+  CHECK(a->tls_resumed());
+  auto id = a->send("bob", "on a resumed session");
+  REQUIRE(ra->reached(*id, message_status::sent));
+  // The resumed login got a fresh ticket, which resumes in turn.
+  REQUIRE(a->reconnect().ok());
+  REQUIRE(online_count(*ra, 3));
+  CHECK(a->tls_resumed());
+  // A restarted server cannot open the old tickets: a full handshake,
+  // with the certificate verified, and the client is online all the same.
+  f.srv.reset();
+  REQUIRE(ra->saw_status(connection_status::shutdown));
+  CHECK_FALSE(a->tls_resumed());
+  f.start_server();
+  REQUIRE(online_count(*ra, 4));
+  CHECK_FALSE(a->tls_resumed());
+  REQUIRE(a->reconnect().ok()); // and that login's ticket resumes
+  REQUIRE(online_count(*ra, 5));
+  CHECK(a->tls_resumed());
+
+  auto o = f.opts("bob");
+  o.tls_resume = false;
+  auto rb = std::make_shared<recorder>();
+  auto b = f.online(o, rb);
+  REQUIRE(b->reconnect().ok());
+  REQUIRE(online_count(*rb, 2));
+  CHECK_FALSE(b->tls_resumed());
+}
+
 TEST_CASE("SIGNOUT and AUTHFAIL stop reconnecting") {
   fixture f;
   SUBCASE("signout") {

@@ -6,6 +6,7 @@
 
 #include "actors/tls/tls.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,12 +15,25 @@
 
 namespace parley::test {
 
+/// Nanoseconds each side spent in its tls::stream calls during a handshake.
+struct handshake_times {
+  int64_t client_ns = 0;
+  int64_t server_ns = 0;
+};
+
 struct tls_pair {
   std::string dir;
+  std::shared_ptr<tls::context> server_ctx, client_ctx;
   std::unique_ptr<tls::stream> server, client;
   std::string error; ///< What failed in the setup; empty when ready.
 
-  tls_pair() { error = setup(); }
+  /// `client_opts` adjusts the client context (its ca_file is set to the
+  /// generated certificate unless a fingerprint is pinned).
+  explicit tls_pair(tls::client_options client_opts = {}) {
+    error = setup(std::move(client_opts));
+    if (error.empty())
+      error = connect();
+  }
 
   ~tls_pair() {
     std::error_code ec;
@@ -30,10 +44,88 @@ struct tls_pair {
   tls_pair(const tls_pair&) = delete;
   tls_pair& operator=(const tls_pair&) = delete;
 
+  /// New streams on the same contexts and a full handshake between them;
+  /// returns what failed, or nothing. `times`, when given, gets each
+  /// side's share.
+  /// `offer` is a ticket for the client to resume (stream::resume).
+  std::string connect(handshake_times* times = nullptr,
+                      std::shared_ptr<const tls::ticket> offer = nullptr) {
+    using clock = std::chrono::steady_clock;
+    auto timed = [&](int64_t* ns, auto&& f) {
+      auto t0 = clock::now();
+      auto s = f();
+      if (times != nullptr)
+        *ns += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 clock::now() - t0)
+                 .count();
+      return s;
+    };
+    int64_t scratch = 0;
+    int64_t* cns = times != nullptr ? &times->client_ns : &scratch;
+    int64_t* sns = times != nullptr ? &times->server_ns : &scratch;
+    timed(sns, [&] {
+      server = std::make_unique<tls::stream>(server_ctx);
+      return status{};
+    });
+    tls::bytes to_server, to_client, plain;
+    if (auto s = timed(cns,
+                       [&] {
+                         client = std::make_unique<tls::stream>(client_ctx,
+                                                                "localhost");
+                         client->resume(offer);
+                         return client->start(to_server);
+                       });
+        !s)
+      return s.to_string();
+    for (int round = 0;
+         round < 10 && !(server->established() && client->established());
+         ++round) {
+      if (auto s = timed(sns,
+                         [&] {
+                           return server->receive(to_server.data(),
+                                                  to_server.size(), plain,
+                                                  to_client);
+                         });
+          !s)
+        return s.to_string();
+      to_server.clear();
+      if (auto s = timed(cns,
+                         [&] {
+                           return client->receive(to_client.data(),
+                                                  to_client.size(), plain,
+                                                  to_server);
+                         });
+          !s)
+        return s.to_string();
+      to_client.clear();
+    }
+    if (!server->established() || !client->established())
+      return "the handshake did not finish";
+    if (!to_server.empty()) // the client's Finished
+      if (auto s = timed(sns,
+                         [&] {
+                           return server->receive(to_server.data(),
+                                                  to_server.size(), plain,
+                                                  to_client);
+                         });
+          !s)
+        return s.to_string();
+    if (!to_client.empty()) // the server's session ticket
+      if (auto s = timed(cns,
+                         [&] {
+                           return client->receive(to_client.data(),
+                                                  to_client.size(), plain,
+                                                  to_server);
+                         });
+          !s)
+        return s.to_string();
+    return {};
+  }
+
  private:
-  /// Makes a certificate, the contexts and the streams, and runs the
-  /// handshake; returns what failed, or nothing.
-  std::string setup() {
+  /// Makes a certificate and the two contexts; returns what failed, or
+  /// nothing.
+  std::string setup(tls::client_options co) {
     char tmpl[] = "/tmp/parley-tls-pair-XXXXXX";
     if (char* p = mkdtemp(tmpl); p != nullptr)
       dir = p;
@@ -47,37 +139,19 @@ struct tls_pair {
     auto sctx = tls::context::server(dir + "/cert.pem", dir + "/key.pem");
     if (!sctx)
       return sctx.error().to_string();
-    tls::client_options co;
-    co.ca_file = dir + "/cert.pem";
+    if (co.pinned_fingerprint == "generated") {
+      auto fp = tls::fingerprint_of_pem(id->cert_pem);
+      if (!fp)
+        return fp.error().to_string();
+      co.pinned_fingerprint = *fp;
+    } else if (co.pinned_fingerprint.empty()) {
+      co.ca_file = dir + "/cert.pem";
+    }
     auto cctx = tls::context::client(co);
     if (!cctx)
       return cctx.error().to_string();
-    server = std::make_unique<tls::stream>(*sctx);
-    client = std::make_unique<tls::stream>(*cctx, "localhost");
-    tls::bytes to_server, to_client, plain;
-    if (auto s = client->start(to_server); !s)
-      return s.to_string();
-    for (int round = 0;
-         round < 10 && !(server->established() && client->established());
-         ++round) {
-      if (auto s = server->receive(to_server.data(), to_server.size(), plain,
-                                   to_client);
-          !s)
-        return s.to_string();
-      to_server.clear();
-      if (auto s = client->receive(to_client.data(), to_client.size(), plain,
-                                   to_server);
-          !s)
-        return s.to_string();
-      to_client.clear();
-    }
-    if (!server->established() || !client->established())
-      return "the handshake did not finish";
-    if (!to_server.empty()) // the client's Finished
-      if (auto s = server->receive(to_server.data(), to_server.size(), plain,
-                                   to_client);
-          !s)
-        return s.to_string();
+    server_ctx = *sctx;
+    client_ctx = *cctx;
     return {};
   }
 };

@@ -57,6 +57,11 @@ struct options {
   double settle_s = 10;
   /// storm: idle time before the memory sample.
   double idle_s = 2;
+  /// storm: after the memory sample, every user drops its connection as a
+  /// lost network would and logs in again (reconnect_s).
+  bool reconnect = false;
+  /// Clients resume their TLS session when they reconnect.
+  bool tls_resume = true;
   // Faults during the load (chat and pairs).
   /// Connections dropped per second, a random user's each time (as a lost
   /// network would drop them; the client reconnects).
@@ -97,6 +102,10 @@ struct report {
   /// behind).
   double lag_p50 = 0, lag_p99 = 0, lag_max = 0;
   double login_s = 0;
+  /// storm --reconnect: time until every user is back online, and how many
+  /// of those logins resumed their TLS session.
+  double reconnect_s = 0;
+  uint64_t resumed = 0;
   double drain_s = 0;
   double drain_per_s = 0;
   uint64_t lost = 0, duplicated = 0, reordered = 0, unexpected = 0;
