@@ -502,6 +502,11 @@ void on_data(client_ptr self, const uint8_t* data, size_t size) {
   thread_local tls::bytes plain;
   plain.clear();
   auto s = st.tls->receive(data, size, plain, st.cipher);
+  // A TLS failure (not the server's close_notify after its goodbye) makes
+  // the next handshake a full one; decided before any frame below can drop
+  // the connection.
+  if (!s && s.code() != status_code::unavailable)
+    st.ticket.reset();
   auto gen = st.generation;
   if (!plain.empty()) {
     auto e = st.parser.feed(
@@ -521,7 +526,6 @@ void on_data(client_ptr self, const uint8_t* data, size_t size) {
   if (st.generation != gen)
     return;
   if (!s) {
-    st.ticket.reset(); // the next handshake is a full one
     bool trust = s.code() == status_code::unauthenticated;
     lost(self,
          trust ? connection_status::connect_failure

@@ -13,6 +13,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <new>
 
 namespace parley::tls {
 
@@ -190,7 +191,11 @@ int on_new_session(SSL* ssl, SSL_SESSION* sess) {
   auto* self = static_cast<stream*>(SSL_get_app_data(ssl));
   if (self == nullptr || self->failed_ || SSL_SESSION_is_resumable(sess) != 1)
     return 0;
-  self->ticket_ = std::make_shared<const ticket>(sess);
+  try {
+    self->ticket_ = std::make_shared<const ticket>(sess);
+  } catch (const std::bad_alloc&) {
+    return 0; // nothing may throw through OpenSSL; no ticket then
+  }
   return 1;
 }
 
@@ -242,6 +247,7 @@ result<std::shared_ptr<context>> context::server(const std::string& cert_file,
   // sealed with keys OpenSSL made for this context, so they die with the
   // process, and the server keeps nothing per ticket.
   SSL_CTX_set_num_tickets(ctx, 1);
+  SSL_CTX_set_timeout(ctx, 7200); // a ticket's lifetime, in seconds
   return res;
 }
 
@@ -355,9 +361,12 @@ void stream::release_buffers() {
   // And the record buffers SSL_MODE_RELEASE_BUFFERS leaves behind: a
   // message after the handshake (a client's session ticket) sets up a
   // 17 KiB write buffer that stays until the next write, which an idle
-  // client may not make for minutes. SSL_free_buffers keeps a buffer that
-  // holds data (it then fails, harmlessly).
-  (void)SSL_free_buffers(ssl_);
+  // client may not make for minutes. Only when SSL holds no unread bytes
+  // (a record half read sits in its read buffer), and only on a libssl
+  // with the fix for CVE-2024-4741 (3.0.14), where SSL_free_buffers
+  // itself refuses to free a buffer in use.
+  if (SSL_has_pending(ssl_) == 0 && OpenSSL_version_num() >= 0x300000e0L)
+    (void)SSL_free_buffers(ssl_);
 }
 
 stream::~stream() {
@@ -365,9 +374,10 @@ stream::~stream() {
     // OpenSSL marks the session of a connection freed without a
     // close_notify "not resumable" (an old rule, meant for connections that
     // ended in a fatal alert, which still mark it). A client reconnects
-    // precisely when the network dropped the connection, so a healthy
-    // client stream counts as shut down: its ticket stays usable.
-    if (!ctx_->is_server() && established_ && !failed_)
+    // precisely when the network dropped the connection, or after the
+    // server's goodbye and close_notify, so a client stream that did not
+    // fail counts as shut down: its ticket stays usable.
+    if (!ctx_->is_server() && established_ && (!failed_ || peer_closed_))
       SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(ssl_);
   } else {
@@ -475,6 +485,7 @@ status stream::drive(bytes& plaintext, bytes& to_network) {
       return {};
     if (e == SSL_ERROR_ZERO_RETURN) {
       failed_ = true;
+      peer_closed_ = true; // a clean end: the ticket stays good
       return status{status_code::unavailable, "the peer closed TLS"};
     }
     return fail("TLS read failed");

@@ -94,8 +94,8 @@ class context {
 
 /// A TLS 1.3 session ticket a client got from a server: presented at the
 /// next connection (stream::resume), it lets the handshake skip the
-/// certificate exchange (see stream::resume). Immutable; shared by the
-/// streams that use it.
+/// certificate exchange. Shared by the streams of one client; OpenSSL marks
+/// it used up itself (a fatal alert on a connection that resumed it).
 class ticket;
 
 /// One TLS connection over memory BIOs.
@@ -135,8 +135,9 @@ class stream {
   /// Consumes ciphertext; appends decrypted bytes to `plaintext` and bytes
   /// to send back (handshake, alerts, queued writes) to `to_network`.
   /// Fails with unauthenticated for a certificate that does not verify or
-  /// match the pin, protocol_error for anything else; the connection is then
-  /// unusable.
+  /// match the pin, unavailable once the peer closed TLS cleanly
+  /// (close_notify), protocol_error for anything else; the connection is
+  /// then unusable.
   status receive(const uint8_t* data, size_t n, bytes& plaintext,
                  bytes& to_network);
 
@@ -171,6 +172,7 @@ class stream {
   BIO* out_ = nullptr; // SSL -> network
   bool established_ = false;
   bool failed_ = false;
+  bool peer_closed_ = false; // failed_ by the peer's close_notify
   bytes pending_; // plaintext queued before the handshake
   std::shared_ptr<const ticket> ticket_; // the newest from the server
 

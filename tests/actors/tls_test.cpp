@@ -154,6 +154,27 @@ TEST_CASE("tls stream: a client resumes the ticket of a connection that "
   CHECK(p.client->resumed());
 }
 
+TEST_CASE("tls stream: the ticket survives the server's goodbye "
+          "(close_notify), and resumes under a pinned fingerprint too") {
+  tls::client_options pin;
+  pin.pinned_fingerprint = "generated"; // tls_pair pins its certificate
+  for (auto opts : {tls::client_options{}, pin}) {
+    test::tls_pair p{opts};
+    REQUIRE_MESSAGE(p.error.empty(), p.error);
+    auto fp = p.client->peer_fingerprint();
+    tls::bytes wire, plain, back;
+    p.server->shutdown(wire); // as parleyd after a goodbye frame
+    auto st = p.client->receive(wire.data(), wire.size(), plain, back);
+    CHECK(st.code() == status_code::unavailable);
+    auto t = p.client->latest_ticket();
+    REQUIRE(t != nullptr);
+    // The client stream, closed cleanly, is freed by the next connect().
+    REQUIRE(p.connect(nullptr, t).empty());
+    CHECK(p.client->resumed());
+    CHECK(p.client->peer_fingerprint() == fp);
+  }
+}
+
 TEST_CASE("tls stream: a ticket another server sealed is refused and the "
           "handshake is a full one") {
   test::tls_pair a, b; // two servers, two certificates, two ticket keys
@@ -179,8 +200,17 @@ TEST_CASE("tls stream: a stream that fails keeps no ticket") {
   CHECK(p.client->latest_ticket() == nullptr);
 }
 
-// Counts the heap with glibc's malloc, which the sanitizers replace.
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// Counts the heap with glibc's malloc, which the sanitizers replace (gcc
+// says so with __SANITIZE_*__, clang with __has_feature).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PARLEY_OWN_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
+  __has_feature(memory_sanitizer)
+#define PARLEY_OWN_MALLOC 1
+#endif
+#endif
+#ifndef PARLEY_OWN_MALLOC
 TEST_CASE("tls stream: giving back the buffers frees the record buffer a "
           "session ticket left behind") {
   test::tls_pair p; // the client read the server's ticket last

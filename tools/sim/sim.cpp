@@ -323,6 +323,7 @@ struct user {
   std::minstd_rand rng;   ///< Under send_mtx.
   std::atomic<bool> online{false};
   std::atomic<bool> ever_online{false};
+  std::atomic<uint32_t> online_phase{0}; ///< engine::phase_ when last online
 };
 
 class engine {
@@ -352,7 +353,10 @@ class engine {
   std::atomic<uint64_t> send_errors_{0};
   std::atomic<uint64_t> online_ever_{0};
   std::atomic<uint64_t> login_failures_{0};
-  std::atomic<uint64_t> online_events_{0}; ///< Every change to online.
+  /// Users that came online in the current login phase (login_phase), each
+  /// counted once: `phase_` numbers the phases.
+  std::atomic<uint64_t> online_events_{0};
+  std::atomic<uint32_t> phase_{0};
   std::atomic<int64_t> last_delivery_ns_{0};
   std::mutex reasons_mtx_;
   std::vector<std::string> reasons_; ///< The first few failure reasons.
@@ -478,7 +482,9 @@ class user_listener : public listener {
       u_.online = true;
       if (!u_.ever_online.exchange(true))
         e_.online_ever_.fetch_add(1);
-      e_.online_events_.fetch_add(1);
+      auto phase = e_.phase_.load();
+      if (u_.online_phase.exchange(phase) != phase)
+        e_.online_events_.fetch_add(1);
       std::lock_guard<std::mutex> g{e_.mtx_};
       e_.cv_.notify_all();
       return;
@@ -625,6 +631,7 @@ template<class Begin>
 double login_phase(engine& e, const std::vector<uint32_t>& which,
                    uint32_t window, seconds limit, Begin begin) {
   auto t0 = now_ns();
+  e.phase_.fetch_add(1);
   auto base = e.online_events_.load() + e.login_failures_.load();
   auto deadline = steady_clock::now() + limit;
   auto settled = [&] {
@@ -634,8 +641,10 @@ double login_phase(engine& e, const std::vector<uint32_t>& which,
   for (auto i : which) {
     {
       std::unique_lock<std::mutex> g{e.mtx_};
-      e.cv_.wait_until(g, deadline,
-                       [&] { return started - settled() < window; });
+      e.cv_.wait_until(g, deadline, [&] {
+        return static_cast<int64_t>(started - settled()) <
+               static_cast<int64_t>(window);
+      });
     }
     if (steady_clock::now() >= deadline)
       break;
