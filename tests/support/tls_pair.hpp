@@ -77,47 +77,29 @@ struct tls_pair {
                        });
         !s)
       return s.to_string();
+    // `to` reads what `in` holds (timed on its side) and answers into `out`.
+    auto deliver = [&](tls::stream& to, tls::bytes& in, tls::bytes& out,
+                       int64_t* ns) {
+      auto s =
+        timed(ns, [&] { return to.receive(in.data(), in.size(), plain, out); });
+      in.clear();
+      return s;
+    };
     for (int round = 0;
          round < 10 && !(server->established() && client->established());
          ++round) {
-      if (auto s = timed(sns,
-                         [&] {
-                           return server->receive(to_server.data(),
-                                                  to_server.size(), plain,
-                                                  to_client);
-                         });
-          !s)
+      if (auto s = deliver(*server, to_server, to_client, sns); !s)
         return s.to_string();
-      to_server.clear();
-      if (auto s = timed(cns,
-                         [&] {
-                           return client->receive(to_client.data(),
-                                                  to_client.size(), plain,
-                                                  to_server);
-                         });
-          !s)
+      if (auto s = deliver(*client, to_client, to_server, cns); !s)
         return s.to_string();
-      to_client.clear();
     }
     if (!server->established() || !client->established())
       return "the handshake did not finish";
     if (!to_server.empty()) // the client's Finished
-      if (auto s = timed(sns,
-                         [&] {
-                           return server->receive(to_server.data(),
-                                                  to_server.size(), plain,
-                                                  to_client);
-                         });
-          !s)
+      if (auto s = deliver(*server, to_server, to_client, sns); !s)
         return s.to_string();
     if (!to_client.empty()) // the server's session ticket
-      if (auto s = timed(cns,
-                         [&] {
-                           return client->receive(to_client.data(),
-                                                  to_client.size(), plain,
-                                                  to_server);
-                         });
-          !s)
+      if (auto s = deliver(*client, to_client, to_server, cns); !s)
         return s.to_string();
     return {};
   }
