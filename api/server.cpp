@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -305,9 +306,42 @@ server::start_on(caf::actor_system* host, const server_options& opts,
       ctx->log->info("generated a self-signed certificate: {}", cert);
     }
   }
+  // Session-ticket keys, kept across restarts. The file is only a cache of
+  // resumptions: one that cannot be read or written costs each client a
+  // full handshake, so it is a warning, not a failed start.
+  std::shared_ptr<tls::ticket_keys> tickets;
+  if (opts.tls_ticket_lifetime_s > 0) {
+    tls::ticket_keys::options to;
+    to.lifetime_s = opts.tls_ticket_lifetime_s;
+    to.rotate_s = std::max<int64_t>(1, to.lifetime_s / 2);
+    auto path = (dir / "ticket.keys").string();
+    auto now = static_cast<int64_t>(std::time(nullptr));
+    auto keys = tls::ticket_keys::open(path, to, now);
+    if (!keys && keys.error().code() == status_code::corruption) {
+      ctx->log->warn("{}; making new ones", keys.error().message());
+      fs::remove(path, ec);
+      keys = tls::ticket_keys::open(path, to, now);
+    }
+    if (!keys) {
+      ctx->log->warn("{}: session tickets from before this start will not "
+                     "resume, and neither will this start's after a restart",
+                     keys.error().message());
+      keys = tls::ticket_keys::open({}, to, now);
+    }
+    if (!keys)
+      return keys.error();
+    tickets = *keys;
+    auto log = ctx->log;
+    tickets->on_save_error([log](const status& st) {
+      log->warn("{}: tickets sealed with the new key will not resume after "
+                "a restart",
+                st.message());
+    });
+  }
   auto tls_ctx = tls::context::server(
     cert, key,
-    opts.allow_tls12 ? tls::min_version::tls1_2 : tls::min_version::tls1_3);
+    opts.allow_tls12 ? tls::min_version::tls1_2 : tls::min_version::tls1_3,
+    std::move(tickets));
   if (!tls_ctx)
     return tls_ctx.error();
   ctx->tls = *tls_ctx;

@@ -94,6 +94,9 @@ int main(int argc, char** argv) {
   app.add_flag("--reconnect", o.reconnect,
                "storm: then every user drops its connection (as a lost "
                "network would) and logs in again, timed as reconnect_s");
+  app.add_flag("--restart-server", o.restart_server,
+               "storm: then stop the spawned parleyd (SIGTERM) and start it "
+               "again; every user comes back by itself, timed as restart_s");
   bool no_resume = false;
   app.add_flag("--no-tls-resume", no_resume,
                "clients do not resume their TLS session when they reconnect");

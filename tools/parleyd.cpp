@@ -65,6 +65,12 @@ int main(int argc, char** argv) {
                  "PEM certificate chain (default: generated)");
   app.add_option("--key", opts.key_file, "PEM private key of --cert");
   app.add_flag("--tls12", opts.allow_tls12, "also accept TLS 1.2 clients");
+  app
+    .add_option("--tls-ticket-lifetime", opts.tls_ticket_lifetime_s,
+                "seconds a TLS session ticket resumes (keys in "
+                "DATA_DIR/ticket.keys, rotated every half of it; 0: no "
+                "resumption)")
+    ->capture_default_str();
   app.add_flag("--nosync", nosync,
                "no fsync per commit (benchmarks only: a crash may lose "
                "messages already reported SENT)");

@@ -220,9 +220,9 @@ bool apply_common(SSL_CTX* ctx, min_version min) {
 
 } // namespace
 
-result<std::shared_ptr<context>> context::server(const std::string& cert_file,
-                                                 const std::string& key_file,
-                                                 min_version min) {
+result<std::shared_ptr<context>>
+context::server(const std::string& cert_file, const std::string& key_file,
+                min_version min, std::shared_ptr<ticket_keys> tickets) {
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == nullptr)
@@ -243,11 +243,15 @@ result<std::shared_ptr<context>> context::server(const std::string& cert_file,
   // One stateless ticket per handshake (OpenSSL's default is two): a client
   // that reconnects presents it and skips the certificate exchange, the
   // most expensive part of its handshake (the certificate's parse alone is
-  // ~200 µs in OpenSSL 3.0; bench/tls_bench TlsHandshake). The tickets are
-  // sealed with keys OpenSSL made for this context, so they die with the
-  // process, and the server keeps nothing per ticket.
-  SSL_CTX_set_num_tickets(ctx, 1);
-  SSL_CTX_set_timeout(ctx, 7200); // a ticket's lifetime, in seconds
+  // ~200 µs in OpenSSL 3.0; bench/tls_bench TlsHandshake). The server keeps
+  // nothing per ticket; `tickets` seals them.
+  if (tickets != nullptr) {
+    res->tickets_ = std::move(tickets);
+    res->tickets_->install(ctx);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_timeout(
+      ctx, static_cast<long>(res->tickets_->settings().lifetime_s));
+  }
   return res;
 }
 

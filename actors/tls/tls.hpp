@@ -8,6 +8,8 @@
 // all connections of a role (creating one is expensive). A tls_stream is
 // used by one actor at a time.
 
+#include "ticket_keys.hpp"
+
 #include <parley/status.hpp>
 
 #include <cstdint>
@@ -65,10 +67,15 @@ struct client_options {
 /// SSL_MODE_RELEASE_BUFFERS (idle connections hold ~16 KiB instead of ~48).
 class context {
  public:
-  /// Server context from PEM files.
+  /// Server context from PEM files. With `tickets`, the server sends a
+  /// client one session ticket per handshake, sealed with those keys and
+  /// valid for their lifetime, so that it can resume the session when it
+  /// reconnects, even to a restarted server (ticket_keys.hpp); without,
+  /// no tickets and no resumption.
   static result<std::shared_ptr<context>>
   server(const std::string& cert_file, const std::string& key_file,
-         min_version min = min_version::tls1_3);
+         min_version min = min_version::tls1_3,
+         std::shared_ptr<ticket_keys> tickets = nullptr);
 
   /// Client context.
   static result<std::shared_ptr<context>> client(const client_options& opts);
@@ -90,6 +97,7 @@ class context {
   SSL_CTX* ctx_;
   bool server_;
   std::string pinned_;
+  std::shared_ptr<ticket_keys> tickets_; // used by ctx_'s ticket callback
 };
 
 /// A TLS 1.3 session ticket a client got from a server: presented at the

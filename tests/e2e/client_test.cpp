@@ -11,8 +11,11 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -343,8 +346,9 @@ TEST_CASE("a client reconnects after the server restarts") {
   REQUIRE(ra->reached(*id, message_status::sent));
 }
 
-TEST_CASE("a reconnect resumes the TLS session; after a server restart, or "
-          "with tls_resume off, the handshake is a full one") {
+TEST_CASE("a reconnect resumes the TLS session, after a server restart "
+          "too; with tls_resume off, or without the server's ticket keys, "
+          "the handshake is a full one") {
   fixture f;
   auto online_count = [](recorder& r, size_t n) {
     return r.wait([&] {
@@ -366,16 +370,30 @@ TEST_CASE("a reconnect resumes the TLS session; after a server restart, or "
   REQUIRE(a->reconnect().ok());
   REQUIRE(online_count(*ra, 3));
   CHECK(a->tls_resumed());
-  // A restarted server cannot open the old tickets: a full handshake,
-  // with the certificate verified, and the client is online all the same.
+  // The server restarts on the same data directory: it reads its ticket
+  // keys back (ticket.keys, 0600) and resumes the ticket it sealed before.
+  auto keys = f.sopts.data_dir + "/ticket.keys";
+  struct stat st {};
+  REQUIRE(::stat(keys.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
   f.srv.reset();
   REQUIRE(ra->saw_status(connection_status::shutdown));
   CHECK_FALSE(a->tls_resumed());
   f.start_server();
   REQUIRE(online_count(*ra, 4));
-  CHECK_FALSE(a->tls_resumed());
-  REQUIRE(a->reconnect().ok()); // and that login's ticket resumes
+  CHECK(a->tls_resumed());
+  auto id2 = a->send("bob", "resumed across the restart");
+  REQUIRE(ra->reached(*id2, message_status::sent));
+  // Without the key file, a restarted server cannot open the old tickets:
+  // a full handshake, with the certificate verified, and the client is
+  // online all the same...
+  f.srv.reset();
+  REQUIRE(std::filesystem::remove(keys));
+  f.start_server();
   REQUIRE(online_count(*ra, 5));
+  CHECK_FALSE(a->tls_resumed());
+  REQUIRE(a->reconnect().ok()); // ...and that login's ticket resumes
+  REQUIRE(online_count(*ra, 6));
   CHECK(a->tls_resumed());
 
   auto o = f.opts("bob");
@@ -385,6 +403,17 @@ TEST_CASE("a reconnect resumes the TLS session; after a server restart, or "
   REQUIRE(b->reconnect().ok());
   REQUIRE(online_count(*rb, 2));
   CHECK_FALSE(b->tls_resumed());
+
+  // A server with tickets off sends none: nothing to resume, no key file.
+  f.srv.reset();
+  std::filesystem::remove(keys);
+  f.sopts.tls_ticket_lifetime_s = 0;
+  f.start_server();
+  REQUIRE(online_count(*ra, 7));
+  REQUIRE(a->reconnect().ok());
+  REQUIRE(online_count(*ra, 8));
+  CHECK_FALSE(a->tls_resumed());
+  CHECK_FALSE(std::filesystem::exists(keys));
 }
 
 TEST_CASE("SIGNOUT and AUTHFAIL stop reconnecting") {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -43,6 +44,18 @@ struct tls_pair {
 
   tls_pair(const tls_pair&) = delete;
   tls_pair& operator=(const tls_pair&) = delete;
+
+  /// A new server context on the same certificate, as a restarted server
+  /// makes (its tickets sealed with `keys`, or none when null): returns what
+  /// failed, or nothing. connect() uses it from then on.
+  std::string new_server_context(std::shared_ptr<tls::ticket_keys> keys) {
+    auto sctx = tls::context::server(dir + "/cert.pem", dir + "/key.pem",
+                                     tls::min_version::tls1_3, std::move(keys));
+    if (!sctx)
+      return sctx.error().to_string();
+    server_ctx = *sctx;
+    return {};
+  }
 
   /// New streams on the same contexts and a full handshake between them;
   /// returns what failed, or nothing. `times`, when given, gets each
@@ -118,9 +131,13 @@ struct tls_pair {
       return id.error().to_string();
     std::ofstream{dir + "/cert.pem"} << id->cert_pem;
     std::ofstream{dir + "/key.pem"} << id->key_pem;
-    auto sctx = tls::context::server(dir + "/cert.pem", dir + "/key.pem");
-    if (!sctx)
-      return sctx.error().to_string();
+    // Tickets sealed with keys in memory, as parleyd's (which keeps them in
+    // its data directory).
+    auto keys = tls::ticket_keys::open({}, {}, std::time(nullptr));
+    if (!keys)
+      return keys.error().to_string();
+    if (auto e = new_server_context(*keys); !e.empty())
+      return e;
     if (co.pinned_fingerprint == "generated") {
       auto fp = tls::fingerprint_of_pem(id->cert_pem);
       if (!fp)
@@ -132,7 +149,6 @@ struct tls_pair {
     auto cctx = tls::context::client(co);
     if (!cctx)
       return cctx.error().to_string();
-    server_ctx = *sctx;
     client_ctx = *cctx;
     return {};
   }

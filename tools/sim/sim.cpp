@@ -158,9 +158,17 @@ class spawned_server {
     int st = 0;
     ::waitpid(pid_, &st, 0);
     pid_ = 0;
-    for (auto i = args_.begin(); i != args_.end(); ++i)
-      if (*i == "--port" && i + 1 != args_.end())
-        *(i + 1) = std::to_string(port_);
+    pin_port();
+    return launch();
+  }
+
+  /// SIGTERM (parleyd says goodbye to every session), then a start on the
+  /// same data directory and port. The CPU of the stopped process is kept
+  /// for the report.
+  status restart() {
+    killed_cpu_s_ += cpu_s(pid_);
+    stop();
+    pin_port();
     return launch();
   }
 
@@ -168,21 +176,7 @@ class spawned_server {
   double killed_cpu_s() const { return killed_cpu_s_; }
 
   ~spawned_server() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int st = 0;
-      for (int i = 0; i < 100; ++i) {
-        if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-          pid_ = 0;
-          break;
-        }
-        std::this_thread::sleep_for(milliseconds(50));
-      }
-      if (pid_ > 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &st, 0);
-      }
-    }
+    stop();
     if (!dir_.empty()) {
       std::error_code ec;
       fs::remove_all(dir_, ec);
@@ -195,6 +189,31 @@ class spawned_server {
   std::string cert() const { return dir_ + "/cert.pem"; }
 
  private:
+  /// SIGTERM, and kill -9 when it has not exited within 5 s.
+  void stop() {
+    if (pid_ <= 0)
+      return;
+    ::kill(pid_, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 100; ++i) {
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = 0;
+        return;
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &st, 0);
+    pid_ = 0;
+  }
+
+  /// The next launch binds the port the clients know.
+  void pin_port() {
+    for (auto i = args_.begin(); i != args_.end(); ++i)
+      if (*i == "--port" && i + 1 != args_.end())
+        *(i + 1) = std::to_string(port_);
+  }
+
   /// Starts parleyd with args_ and reads the port from its first line.
   status launch() {
     int out[2];
@@ -706,6 +725,10 @@ std::string report::to_json() const {
     j["reconnect_s"] = reconnect_s;
     j["resumed"] = resumed;
   }
+  if (restart_s > 0) {
+    j["restart_s"] = restart_s;
+    j["restart_resumed"] = restart_resumed;
+  }
   j["drain_s"] = drain_s;
   j["drain_per_s"] = drain_per_s;
   j["lost"] = lost;
@@ -750,7 +773,7 @@ std::string report::to_table() const {
     "delivered       %llu  (%.0f msgs/s)\n"
     "latency ms      p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n"
     "to SENT ms      p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n"
-    "%s%s%s%s%s"
+    "%s%s%s%s%s%s"
     "server          rss %.1f MiB (before login %.1f MiB, %.1f KiB/user)  "
     "cpu %.1f s\n"
     "simulator       cpu %.1f s  threads %u + %u callback\n"
@@ -778,6 +801,11 @@ std::string report::to_table() const {
          std::to_string(resumed) + " resumed TLS)\n")
           .c_str()
       : "",
+    restart_s > 0 ? ("server restart  " + fixed2(restart_s) +
+                     " s (SIGTERM to all users back; " +
+                     std::to_string(restart_resumed) + " resumed TLS)\n")
+                      .c_str()
+                  : "",
     drain_s > 0
       ? ("drain           " + std::to_string(drain_s) + " s (" +
          std::to_string(static_cast<uint64_t>(drain_per_s)) + " msgs/s)\n")
@@ -817,6 +845,10 @@ result<report> run(const options& o) {
                   "--group-size must be 2 to 10000 members"};
   bool loaded = o.what == scenario::chat || o.what == scenario::pairs ||
                 o.what == scenario::groups;
+  if (o.restart_server && (!o.spawn_server || o.what != scenario::storm))
+    return status{status_code::invalid_argument,
+                  "--restart-server restarts the simulator's own parleyd "
+                  "after a storm: use it with storm and --spawn-server"};
   if (o.kill_server > 0 && !o.spawn_server)
     return status{status_code::invalid_argument,
                   "--kill-server kills the simulator's own parleyd: add "
@@ -976,6 +1008,26 @@ result<report> run(const options& o) {
       for (auto i : who)
         if (e.users_[i]->c->tls_resumed())
           ++r.resumed;
+    }
+    if (o.restart_server) {
+      progress p{e, o.progress, "restart"};
+      auto t0 = now_ns();
+      e.phase_.fetch_add(1);
+      auto base = e.online_events_.load();
+      if (auto st = spawned->restart(); !st)
+        return st.annotate("restarting parleyd");
+      server_pid = spawned->pid();
+      // Each client reconnects by itself (SHUTDOWN, then its backoff).
+      auto deadline = steady_clock::now() + seconds(120);
+      std::unique_lock<std::mutex> g{e.mtx_};
+      e.cv_.wait_until(g, deadline, [&] {
+        return e.online_events_.load() - base >= who.size();
+      });
+      g.unlock();
+      r.restart_s = secs(now_ns() - t0);
+      for (auto i : who)
+        if (e.users_[i]->c->tls_resumed())
+          ++r.restart_resumed;
     }
   } else if (o.what == scenario::offline) {
     // Queue the messages to user 0 while it is offline...

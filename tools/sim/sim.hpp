@@ -60,6 +60,10 @@ struct options {
   /// storm: after the memory sample, every user drops its connection as a
   /// lost network would and logs in again (reconnect_s).
   bool reconnect = false;
+  /// storm: then the spawned parleyd stops (SIGTERM) and starts again on
+  /// the same data directory, and every user comes back by itself, with
+  /// its own backoff (restart_s).
+  bool restart_server = false;
   /// Clients resume their TLS session when they reconnect.
   bool tls_resume = true;
   // Faults during the load (chat and pairs).
@@ -106,6 +110,10 @@ struct report {
   /// of those logins resumed their TLS session.
   double reconnect_s = 0;
   uint64_t resumed = 0;
+  /// storm --restart-server: from the SIGTERM until every user is back
+  /// online, and how many of those logins resumed their TLS session.
+  double restart_s = 0;
+  uint64_t restart_resumed = 0;
   double drain_s = 0;
   double drain_per_s = 0;
   uint64_t lost = 0, duplicated = 0, reordered = 0, unexpected = 0;
