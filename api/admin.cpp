@@ -3,6 +3,7 @@
 #include <parley/admin.hpp>
 
 #include "actors/tls/tls_socket.hpp"
+#include "api/users_add.hpp"
 #include "codec/codec.hpp"
 
 namespace parley {
@@ -12,7 +13,8 @@ struct admin_client::impl {
   std::chrono::milliseconds timeout{10000};
   uint64_t next_req = 1;
 
-  /// Sends an admin frame and waits for its answer (reply or admin_token).
+  /// Sends an admin frame and waits for its answer (reply, admin_token or
+  /// admin_tokens).
   template<class Frame>
   result<codec::frame> call(Frame f) {
     f.req = next_req++;
@@ -32,6 +34,9 @@ struct admin_client::impl {
       }
       if (auto* tok = std::get_if<codec::admin_token>(&*r);
           tok && tok->req == f.req)
+        return std::move(*r);
+      if (auto* toks = std::get_if<codec::admin_tokens>(&*r);
+          toks && toks->req == f.req)
         return std::move(*r);
       if (auto* bye = std::get_if<codec::goodbye>(&*r))
         return status{status_code::unavailable,
@@ -112,6 +117,15 @@ result<access_token> admin_client::user_add(const std::string& app_id,
                                             const std::string& name,
                                             uint32_t ttl) {
   return impl_->token(codec::admin_user_add{0, app_id, address, name, ttl});
+}
+
+result<std::vector<access_token>>
+admin_client::users_add(const std::string& app_id,
+                        const std::vector<std::string>& addresses,
+                        uint32_t ttl) {
+  return detail::users_add(
+    app_id, addresses, ttl,
+    [this](codec::admin_users_add f) { return impl_->call(std::move(f)); });
 }
 
 result<access_token> admin_client::token_add(const std::string& app_id,

@@ -6,6 +6,7 @@
 #include "actors/common/poller.hpp"
 #include "actors/server/connection.hpp"
 #include "actors/server/context.hpp"
+#include "api/users_add.hpp"
 #include "codec/codec.hpp"
 
 #include <caf/all.hpp>
@@ -500,6 +501,20 @@ result<access_token> server::user_add(const std::string& app_id,
   if (t == nullptr)
     return status{status_code::internal, "unexpected answer to user add"};
   return access_token{t->app_id, t->address, t->token, t->expires_at_ms};
+}
+
+result<std::vector<access_token>>
+server::users_add(const std::string& app_id,
+                  const std::vector<std::string>& addresses,
+                  uint32_t token_ttl_s) {
+  return detail::users_add(
+    app_id, addresses, token_ttl_s,
+    [this](codec::admin_users_add f) -> result<codec::frame> {
+      auto r = impl_->admin(f);
+      if (auto s = impl::reply_status(r); !s)
+        return s;
+      return r;
+    });
 }
 
 status server::token_revoke(const std::string& app_id,

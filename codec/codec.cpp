@@ -143,6 +143,10 @@ std::string_view to_string(frame_type t) noexcept {
     return "admin_token";
   case frame_type::admin_send:
     return "admin_send";
+  case frame_type::admin_users_add:
+    return "admin_users_add";
+  case frame_type::admin_tokens:
+    return "admin_tokens";
   }
   return "unknown";
 }

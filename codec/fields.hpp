@@ -381,6 +381,24 @@ bool fields(V& v, admin_user_add& x) {
 }
 
 template<class V>
+bool fields(V& v, token_grant& x) {
+  return v.str(x.address, max_address) && v.str(x.token, max_token) &&
+         v(x.expires_at_ms);
+}
+
+template<class V>
+bool fields(V& v, admin_users_add& x) {
+  return v(x.req) && v.str(x.app_id, max_app_id) &&
+         v.list(x.addresses, max_users_add) && v(x.token_ttl_s);
+}
+
+template<class V>
+bool fields(V& v, admin_tokens& x) {
+  return v(x.req) && v.str(x.app_id, max_app_id) &&
+         v.list(x.grants, max_users_add);
+}
+
+template<class V>
 bool fields(V& v, admin_user_disable& x) {
   return v(x.req) && v.str(x.app_id, max_app_id) &&
          v.str(x.address, max_address) && v(x.disabled);

@@ -39,6 +39,13 @@ struct member {
   uint32_t flags = 0;
 };
 
+/// One token admin_users_add issued.
+struct token_grant {
+  std::string address;
+  std::string token;
+  uint64_t expires_at_ms = 0; ///< 0 = does not expire.
+};
+
 /// One group as listed by group_list_page.
 struct group_summary {
   uint32_t group_id = 0;
@@ -525,6 +532,25 @@ struct admin_send {
   std::string payload;
 };
 
+/// A→S, create (or find) up to max_users_add users and issue a token for
+/// each, all in one transaction (one durable commit, not one per user);
+/// answered by admin_tokens, or by reply when nothing was done.
+struct admin_users_add {
+  static constexpr frame_type type = frame_type::admin_users_add;
+  uint64_t req = 0;
+  std::string app_id;
+  std::vector<std::string> addresses;
+  uint32_t token_ttl_s = 0; ///< 0 = server default.
+};
+
+/// S→A, the tokens of an admin_users_add, in the order of its addresses.
+struct admin_tokens {
+  static constexpr frame_type type = frame_type::admin_tokens;
+  uint64_t req = 0;
+  std::string app_id;
+  std::vector<token_grant> grants;
+};
+
 /// Any frame.
 using frame = std::variant<
   hello, login_ok, login_failed, ping, pong, goodbye, server_error, reply,
@@ -535,7 +561,7 @@ using frame = std::variant<
   upload_ready, upload_chunk, upload_commit, download_request, download_chunk,
   call, admin_app_add, admin_app_delete, admin_user_add, admin_user_disable,
   admin_user_delete, admin_token_add, admin_token_revoke, admin_list,
-  admin_token, admin_send>;
+  admin_token, admin_send, admin_users_add, admin_tokens>;
 
 /// The type byte of whatever `f` holds.
 frame_type type_of(const frame& f) noexcept;

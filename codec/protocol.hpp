@@ -47,6 +47,9 @@ constexpr size_t max_chunk = 256 * 1024;    ///< File chunk, bytes.
 constexpr size_t max_signal = 64 * 1024;    ///< Call SDP/ICE payload, bytes.
 constexpr size_t max_thumbnail = 64 * 1024; ///< File thumbnail, bytes.
 constexpr size_t max_list = 10000;          ///< Elements of any list field.
+/// Users one admin_users_add creates: its answer (about 110 bytes a user)
+/// stays well inside the default largest frame.
+constexpr size_t max_users_add = 1000;
 
 // -- frame types
 // ----------------------------------------------------------------
@@ -109,6 +112,8 @@ enum class frame_type : uint8_t {
   admin_list = 0x67,
   admin_token = 0x68,
   admin_send = 0x69,
+  admin_users_add = 0x6a,
+  admin_tokens = 0x6b,
 };
 
 /// True when `t` names a frame type of this protocol version.

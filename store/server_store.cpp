@@ -1022,6 +1022,11 @@ struct server_store::impl {
   /// Set by apply() when its caller wants the records it appends.
   std::vector<appended_record>* appended = nullptr;
 
+  /// Creates the user if missing and issues a token into `out`.
+  status add_user(txn& t, const std::string& app_id, const std::string& address,
+                  const std::string& name, uint32_t ttl_s, uint64_t now_ms,
+                  issued_token& out);
+
   status issue_token(txn& t, uint64_t uid, const std::string& app,
                      uint32_t ttl_s, uint64_t now, issued_token& out) {
     out.token = new_token();
@@ -2368,6 +2373,53 @@ server_store::app_delete(const std::string& app_id) {
   return deleted;
 }
 
+namespace {
+
+status no_app(const std::string& app_id) {
+  return status{status_code::not_found,
+                "there is no app '" + app_id +
+                  "': create it first ('parley admin app add')"};
+}
+
+} // namespace
+
+status server_store::impl::add_user(txn& t, const std::string& app_id,
+                                    const std::string& address,
+                                    const std::string& name, uint32_t ttl_s,
+                                    uint64_t now_ms, issued_token& out) {
+  auto u = get_user(t, app_id, address);
+  if (!u)
+    return u.error();
+  uint64_t uid;
+  if (*u) {
+    uid = (*u)->uid;
+  } else {
+    auto nv = t.get(meta, "next_uid");
+    if (!nv)
+      return nv.error();
+    uid = *nv && (*nv)->size() == 8 ? get_le64((*nv)->data()) : 1;
+    std::string next;
+    put_le64(next, uid + 1);
+    if (auto s = t.put(meta, "next_uid", next); !s)
+      return s;
+    if (auto s = t.put(users, user_key(app_id, address),
+                       encode_user(user_rec{uid, false, name}));
+        !s)
+      return s;
+    std::string id;
+    id.push_back(static_cast<char>(app_id.size() & 0xff));
+    id.push_back(static_cast<char>(app_id.size() >> 8));
+    id += app_id;
+    id += address;
+    if (auto s = t.put(uids, be64(uid), id); !s)
+      return s;
+  }
+  out.app_id = app_id;
+  out.address = address;
+  out.uid = uid;
+  return issue_token(t, uid, app_id, ttl_s, now_ms, out);
+}
+
 result<issued_token> server_store::user_add(const std::string& app_id,
                                             const std::string& address,
                                             const std::string& name,
@@ -2380,40 +2432,42 @@ result<issued_token> server_store::user_add(const std::string& app_id,
     if (!a)
       return a.error();
     if (!*a)
-      return status{status_code::not_found,
-                    "there is no app '" + app_id +
-                      "': create it first ('parley admin app add')"};
-    auto u = impl_->get_user(t, app_id, address);
-    if (!u)
-      return u.error();
-    uint64_t uid;
-    if (*u) {
-      uid = (*u)->uid;
-    } else {
-      auto nv = t.get(impl_->meta, "next_uid");
-      if (!nv)
-        return nv.error();
-      uid = *nv && (*nv)->size() == 8 ? get_le64((*nv)->data()) : 1;
-      std::string next;
-      put_le64(next, uid + 1);
-      if (auto s = t.put(impl_->meta, "next_uid", next); !s)
-        return s;
-      if (auto s = t.put(impl_->users, user_key(app_id, address),
-                         encode_user(user_rec{uid, false, name}));
+      return no_app(app_id);
+    return impl_->add_user(t, app_id, address, name, ttl_s, now_ms, out);
+  });
+  if (!st)
+    return st;
+  return out;
+}
+
+result<std::vector<issued_token>>
+server_store::users_add(const std::string& app_id,
+                        const std::vector<std::string>& addresses,
+                        uint32_t ttl_s, uint64_t now_ms) {
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(addresses.size());
+  for (auto& a : addresses) {
+    if (auto s = check_name("user address", a, codec::max_address); !s)
+      return s;
+    if (!seen.insert(a).second)
+      return status{status_code::invalid_argument,
+                    "user address '" + a +
+                      "' is in the list twice: give each user once"};
+  }
+  std::vector<issued_token> out;
+  auto st = impl_->e->write([&](txn& t) -> status {
+    out.assign(addresses.size(), issued_token{}); // again after a map resize
+    auto a = t.get(impl_->apps, app_id);
+    if (!a)
+      return a.error();
+    if (!*a)
+      return no_app(app_id);
+    for (size_t i = 0; i < addresses.size(); ++i)
+      if (auto s =
+            impl_->add_user(t, app_id, addresses[i], {}, ttl_s, now_ms, out[i]);
           !s)
-        return s;
-      std::string id;
-      id.push_back(static_cast<char>(app_id.size() & 0xff));
-      id.push_back(static_cast<char>(app_id.size() >> 8));
-      id += app_id;
-      id += address;
-      if (auto s = t.put(impl_->uids, be64(uid), id); !s)
-        return s;
-    }
-    out.app_id = app_id;
-    out.address = address;
-    out.uid = uid;
-    return impl_->issue_token(t, uid, app_id, ttl_s, now_ms, out);
+        return s.annotate("adding user '" + addresses[i] + "'");
+    return {};
   });
   if (!st)
     return st;

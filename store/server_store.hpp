@@ -254,6 +254,14 @@ class server_store {
                                 const std::string& name, uint32_t ttl_s,
                                 uint64_t now_ms);
 
+  /// user_add for each of `addresses` (no names), all in one transaction:
+  /// one durable commit for the lot. All or nothing: a malformed or
+  /// repeated address, or a missing app, fails the call and creates no one.
+  result<std::vector<issued_token>>
+  users_add(const std::string& app_id,
+            const std::vector<std::string>& addresses, uint32_t ttl_s,
+            uint64_t now_ms);
+
   /// Issues another token for an existing user.
   result<issued_token> token_add(const std::string& app_id,
                                  const std::string& address, uint32_t ttl_s,

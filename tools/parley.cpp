@@ -2,6 +2,7 @@
 //
 //   parley admin app add demo
 //   parley admin user add demo alice           # prints alice's access token
+//   parley admin user add demo --file names    # one "ADDRESS TOKEN" line each
 //   parley admin token revoke demo alice
 //   parley admin list users demo
 //
@@ -350,15 +351,57 @@ int main(int argc, char** argv) {
   });
 
   auto* users = admin->add_subcommand("user", "users")->require_subcommand(1);
+  std::vector<std::string> addresses;
+  std::string addresses_file;
   auto* user_add = users->add_subcommand(
-    "add", "create a user (if new) and print an access token");
+    "add", "create users (if new) and print an access token for each");
   user_add->add_option("APP", app_id, "app id")->required();
-  user_add->add_option("ADDRESS", address, "user address")->required();
-  user_add->add_option("--name", name, "display name");
+  user_add->add_option("ADDRESS", addresses, "user addresses");
+  user_add->add_option("--file", addresses_file,
+                       "read more addresses from this file, one per line "
+                       "('-': standard input)");
+  user_add->add_option("--name", name, "display name (one user only)");
   user_add->add_option("--ttl", ttl, "token lifetime in seconds (0: server's)");
   user_add->callback([&] {
     action = [&](parley::admin_client& c) {
-      return print_token(c.user_add(app_id, address, name, ttl));
+      if (!addresses_file.empty()) {
+        std::ifstream file;
+        if (addresses_file != "-") {
+          file.open(addresses_file);
+          if (!file) {
+            std::cerr << "parley: cannot read '" << addresses_file << "'\n";
+            return 2;
+          }
+        }
+        std::istream& in = addresses_file == "-" ? std::cin : file;
+        std::string line;
+        while (std::getline(in, line)) {
+          while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+            line.pop_back();
+          if (!line.empty())
+            addresses.push_back(line);
+        }
+      }
+      if (addresses.empty()) {
+        std::cerr << "parley: give the user's address, or several, or "
+                     "--file with one per line\n";
+        return 2;
+      }
+      if (addresses.size() == 1)
+        return print_token(c.user_add(app_id, addresses[0], name, ttl));
+      if (!name.empty()) {
+        std::cerr << "parley: --name names one user: add that one by "
+                     "itself\n";
+        return 2;
+      }
+      // Many: a thousand per transaction on the server; one line each,
+      // "ADDRESS TOKEN", for scripts (parley-sim --tokens reads it).
+      auto r = c.users_add(app_id, addresses, ttl);
+      if (!r)
+        return fail(r.error());
+      for (auto& t : *r)
+        std::cout << t.address << ' ' << t.token << '\n';
+      return 0;
     };
   });
   for (auto [verb, disable] : {std::pair{"disable", true}, {"enable", false}}) {

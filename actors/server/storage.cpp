@@ -311,6 +311,17 @@ bytes run_admin(storage_ptr self, uint8_t type, const bytes& body) {
         auto res =
           store.user_add(x.app_id, x.address, x.name, x.token_ttl_s, now);
         return res ? token_frame(x.req, *res) : reply_frame(x.req, res.error());
+      } else if constexpr (std::is_same_v<T, codec::admin_users_add>) {
+        auto res = store.users_add(x.app_id, x.addresses, x.token_ttl_s, now);
+        if (!res)
+          return reply_frame(x.req, res.error());
+        codec::admin_tokens out;
+        out.req = x.req;
+        out.app_id = x.app_id;
+        out.grants.reserve(res->size());
+        for (auto& t : *res)
+          out.grants.push_back({t.address, t.token, t.expires_ms});
+        return encoded(out);
       } else if constexpr (std::is_same_v<T, codec::admin_token_add>) {
         auto res = store.token_add(x.app_id, x.address, x.token_ttl_s, now);
         return res ? token_frame(x.req, *res) : reply_frame(x.req, res.error());

@@ -201,6 +201,13 @@ class server {
                                 const std::string& name = {},
                                 uint32_t token_ttl_s = 0);
 
+  /// user_add for many users at once, a thousand per transaction (as
+  /// admin_client::users_add).
+  result<std::vector<access_token>>
+  users_add(const std::string& app_id,
+            const std::vector<std::string>& addresses,
+            uint32_t token_ttl_s = 0);
+
   /// Revokes one token, or all of the user's when `token` is empty; their
   /// live sessions end at once.
   status token_revoke(const std::string& app_id, const std::string& address,

@@ -212,6 +212,24 @@ TEST_CASE("lists beyond their limits are list_too_long") {
                huge_count.size(), f) == errc::truncated);
 }
 
+TEST_CASE("admin users add takes at most max_users_add addresses") {
+  admin_users_add a{1, "demo", {}, 0};
+  a.addresses.assign(max_users_add + 1, "x");
+  buffer out;
+  CHECK(encode(a, out) == errc::list_too_long);
+  a.addresses.pop_back();
+  REQUIRE(encode(a, out) == errc::ok);
+  frame f;
+  CHECK(decode(frame_type::admin_users_add, out.data() + header_size,
+               out.size() - header_size, f) == errc::ok);
+  // The count, patched past the limit, is refused before the elements.
+  auto count_at = header_size + 8 + 2 + 4; // req, "demo"
+  REQUIRE(out[count_at] == (max_users_add & 0xff));
+  out[count_at] = (max_users_add + 1) & 0xff;
+  CHECK(decode(frame_type::admin_users_add, out.data() + header_size,
+               out.size() - header_size, f) == errc::list_too_long);
+}
+
 TEST_CASE("encode refuses a body above the given maximum") {
   upload_chunk c;
   c.data.assign(1000, 'x');

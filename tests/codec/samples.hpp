@@ -28,6 +28,8 @@ bool members_equal(const T& a, const T& b, Ms T::*... ms) {
 PARLEY_TEST_EQ(file_ref, &file_ref::file_id, &file_ref::size, &file_ref::name,
                &file_ref::mime, &file_ref::thumbnail, &file_ref::url)
 PARLEY_TEST_EQ(member, &member::address, &member::flags)
+PARLEY_TEST_EQ(token_grant, &token_grant::address, &token_grant::token,
+               &token_grant::expires_at_ms)
 PARLEY_TEST_EQ(group_summary, &group_summary::group_id, &group_summary::name,
                &group_summary::flags, &group_summary::my_flags)
 PARLEY_TEST_EQ(hello, &hello::version, &hello::app_id, &hello::token,
@@ -126,6 +128,10 @@ PARLEY_TEST_EQ(admin_list, &admin_list::req, &admin_list::what,
 PARLEY_TEST_EQ(admin_token, &admin_token::req, &admin_token::app_id,
                &admin_token::address, &admin_token::token,
                &admin_token::expires_at_ms)
+PARLEY_TEST_EQ(admin_users_add, &admin_users_add::req, &admin_users_add::app_id,
+               &admin_users_add::addresses, &admin_users_add::token_ttl_s)
+PARLEY_TEST_EQ(admin_tokens, &admin_tokens::req, &admin_tokens::app_id,
+               &admin_tokens::grants)
 PARLEY_TEST_EQ(admin_send, &admin_send::req, &admin_send::app_id,
                &admin_send::from, &admin_send::peer, &admin_send::group_id,
                &admin_send::expiry_s, &admin_send::kind, &admin_send::payload)
@@ -248,6 +254,9 @@ inline std::vector<frame> sample_frames() {
   out.emplace_back(admin_token{58, "demo", "alice", "tok-xyz", 1800000000000});
   out.emplace_back(
     admin_send{59, "demo", "system", "alice", 60, 61, 62, "welcome"});
+  out.emplace_back(admin_users_add{63, "demo", {"sim-0", "sim-1"}, 64});
+  out.emplace_back(admin_tokens{
+    65, "demo", {{"sim-0", "tok-0", 1800000000000}, {"sim-1", "tok-1", 0}}});
   return out;
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <sys/wait.h>
+#include <vector>
 
 using namespace parley;
 using namespace parley::test;
@@ -90,6 +91,27 @@ TEST_CASE("parley admin manages apps, users and tokens, with clear errors") {
   CHECK(rc == 0);
   CHECK(z->expect<codec::goodbye>().reason ==
         codec::goodbye_reason::auth_revoked);
+  // Several at once: one "ADDRESS TOKEN" line each, from the command line
+  // and from a file (what parley-sim --tokens reads).
+  std::ofstream{dir.path() + "/names"} << "u3\n\nu4 \n";
+  std::tie(rc, out) =
+    run_cli(base + "admin user add chat u1 u2 --file " + dir.path() + "/names");
+  CHECK(rc == 0);
+  std::istringstream lines{out};
+  std::vector<std::pair<std::string, std::string>> granted;
+  for (std::string a, t; lines >> a >> t;)
+    granted.emplace_back(a, t);
+  REQUIRE(granted.size() == 4);
+  CHECK(granted[0].first == "u1");
+  CHECK(granted[3].first == "u4");
+  auto u4 = test_client::connect(p.port(), dir.path() + "/cert.pem");
+  CHECK(u4->login("chat", granted[3].second, "d").address == "u4");
+  std::tie(rc, out) = run_cli(base + "admin user add chat u1 u2 --name X");
+  CHECK(rc == 2);
+  CHECK(out.find("--name names one user") != std::string::npos);
+  std::tie(rc, out) = run_cli(base + "admin user add chat");
+  CHECK(rc == 2);
+  CHECK(out.find("--file with one per line") != std::string::npos);
   std::tie(rc, out) = run_cli(base + "admin user add nope zoe");
   CHECK(rc == 1);
   CHECK(out.find("no app 'nope'") != std::string::npos);

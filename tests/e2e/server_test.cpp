@@ -5,6 +5,8 @@
 
 #include "tests/support/server_fixture.hpp"
 
+#include <parley/admin.hpp>
+
 #include <doctest/doctest.h>
 
 using namespace parley;
@@ -384,6 +386,71 @@ TEST_CASE("admin frames over the wire with the admin key") {
   u->send(codec::admin_app_add{5, "x", ""});
   CHECK(u->expect<codec::server_error>().code ==
         status_code::failed_precondition);
+}
+
+TEST_CASE("admin users add: thousands of users, a thousand per commit") {
+  fixture f;
+  admin_options o;
+  o.port = f.srv->port();
+  o.admin_key = f.srv->admin_key();
+  o.ca_file = f.srv->cert_file();
+  auto adm = admin_client::connect(o);
+  REQUIRE_MESSAGE(adm.ok(), adm.error().to_string());
+  std::vector<std::string> names;
+  for (int i = 0; i < 2500; ++i) // three frames: 1000, 1000, 500
+    names.push_back("sim" + std::to_string(i));
+  auto toks = (*adm)->users_add("demo", names);
+  REQUIRE_MESSAGE(toks.ok(), toks.error().to_string());
+  REQUIRE(toks->size() == names.size());
+  for (size_t i : {size_t{0}, size_t{999}, size_t{1000}, size_t{2499}}) {
+    CHECK((*toks)[i].address == names[i]);
+    CHECK((*toks)[i].app_id == "demo");
+    auto c = f.client();
+    CHECK(c->login("demo", (*toks)[i].token, "d1").address == names[i]);
+  }
+  // In process, the same.
+  auto local = f.srv->users_add("demo", {"p1", "p2"});
+  REQUIRE_MESSAGE(local.ok(), local.error().to_string());
+  REQUIRE(local->size() == 2);
+  CHECK(f.client()->login("demo", (*local)[1].token, "d1").address == "p2");
+  // A bad chunk after a good one: the error says how far it got, and the
+  // bad chunk created no one.
+  names.clear();
+  for (int i = 0; i < 1001; ++i)
+    names.push_back("y" + std::to_string(i));
+  names.push_back(""); // not an address
+  auto part = (*adm)->users_add("demo", names);
+  REQUIRE(!part.ok());
+  CHECK(part.error().code() == status_code::invalid_argument);
+  CHECK(part.error().message().find("after the first 1000 users") !=
+        std::string::npos);
+  auto listed = (*adm)->list(admin_list_what::users, "demo", {}, 10000);
+  REQUIRE(listed.ok());
+  CHECK(listed->find("\"y999\"") != std::string::npos);
+  CHECK(listed->find("\"y1000\"") == std::string::npos);
+  // A repeat anywhere in the list is refused before anything is sent.
+  auto twice = (*adm)->users_add("demo", {"w1", "w2", "w1"});
+  REQUIRE(!twice.ok());
+  CHECK(twice.error().message().find("'w1' is in the list twice") !=
+        std::string::npos);
+  // Over the wire: more than max_users_add in one frame is a protocol
+  // error that closes the connection, a missing app a reply.
+  auto raw = f.client();
+  raw->send(codec::admin_hello{codec::protocol_version, f.srv->admin_key()});
+  CHECK(raw->expect<codec::login_ok>().address == "admin");
+  raw->send(codec::admin_users_add{7, "nope", {"a", "b"}, 0});
+  auto r = raw->expect<codec::reply>();
+  CHECK(r.req == 7);
+  CHECK(r.code == status_code::not_found);
+  codec::buffer big; // our encoder refuses it: the count is patched
+  REQUIRE(codec::encode(codec::admin_users_add{8, "demo", {}, 0}, big) ==
+          codec::errc::ok);
+  auto count_at = big.size() - 4 - 2; // u16 count, then u32 token_ttl_s
+  big[count_at] = (codec::max_users_add + 1) & 0xff;
+  big[count_at + 1] = (codec::max_users_add + 1) >> 8;
+  raw->send_plain(big);
+  CHECK(raw->expect<codec::goodbye>().reason ==
+        codec::goodbye_reason::protocol_error);
 }
 
 TEST_CASE("an expired token cannot log in") {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <functional>
 #include <numeric>
+#include <set>
 
 using namespace parley;
 using namespace parley::store;
@@ -333,6 +334,44 @@ TEST_CASE("admin: names are checked, duplicates refused, deletes cascade") {
   REQUIRE(deleted.ok());
   CHECK(deleted->size() == 1);
   CHECK(f.db->check_token("demo", f.alice.token, t0).reason == lr::unknown_app);
+}
+
+TEST_CASE("admin: users_add creates many users in one go, all or nothing") {
+  fixture f;
+  std::vector<std::string> names;
+  for (int i = 0; i < 300; ++i)
+    names.push_back("u" + std::to_string(i));
+  names.push_back("alice"); // exists: found, given another token
+  auto r = f.db->users_add("demo", names, 60, t0);
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == names.size());
+  std::set<uint64_t> uids;
+  for (size_t i = 0; i < names.size(); ++i) {
+    CHECK((*r)[i].address == names[i]);
+    CHECK((*r)[i].expires_ms == t0 + 60'000);
+    auto ok = f.db->check_token("demo", (*r)[i].token, t0);
+    CHECK(ok.ok);
+    CHECK(ok.address == names[i]);
+    CHECK(ok.uid == (*r)[i].uid);
+    uids.insert((*r)[i].uid);
+  }
+  CHECK(uids.size() == names.size());
+  CHECK(r->back().uid == f.alice.uid);
+  CHECK(f.db->check_token("demo", f.alice.token, t0).ok); // still valid
+  auto listed = f.db->users_list("demo", "", 1000);
+  REQUIRE(listed.ok());
+  CHECK(listed->size() == 302); // alice, bob and 300 new
+  // Refused as a whole: a repeat, a malformed address, a missing app.
+  auto dup = f.db->users_add("demo", {"v1", "v2", "v1"}, 0, t0);
+  CHECK(dup.error().code() == status_code::invalid_argument);
+  CHECK(dup.error().message().find("'v1' is in the list twice") !=
+        std::string::npos);
+  auto bad = f.db->users_add("demo", {"v1", std::string(65, 'a')}, 0, t0);
+  CHECK(bad.error().code() == status_code::invalid_argument);
+  CHECK(f.db->users_add("nope", {"v1"}, 0, t0).error().code() ==
+        status_code::not_found);
+  CHECK(f.db->uid_of("demo", "v1") == 0);
+  CHECK(f.db->users_add("demo", {}, 0, t0)->empty());
 }
 
 TEST_CASE("append: both logs in one step, resend deduplicated") {
