@@ -25,11 +25,17 @@ template<class Call>
 result<std::vector<access_token>>
 users_add(const std::string& app_id, const std::vector<std::string>& addresses,
           uint32_t token_ttl_s, Call&& call) {
-  // The server refuses a repeat within one frame; across frames it would
-  // issue two tokens to one user, so the whole list is checked here.
+  // Everything the server checks, checked here for the whole list first:
+  // a refusal of the second thousand would leave the first created. (And a
+  // repeat in different frames would get two tokens.)
   std::unordered_set<std::string_view> seen;
   seen.reserve(addresses.size());
   for (auto& a : addresses) {
+    if (a.empty() || a.find('\0') != std::string::npos)
+      return status{status_code::invalid_argument,
+                    "a user address must not be empty nor contain NUL "
+                    "bytes (entry " +
+                      std::to_string(&a - addresses.data() + 1) + ")"};
     if (a.size() > codec::max_address)
       return status{status_code::invalid_argument,
                     "user address '" + a + "' is longer than " +

@@ -17,9 +17,11 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -27,8 +29,8 @@
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <pthread.h>
+#include <sstream>
 
 namespace {
 
@@ -369,17 +371,26 @@ int main(int argc, char** argv) {
         if (addresses_file != "-") {
           file.open(addresses_file);
           if (!file) {
-            std::cerr << "parley: cannot read '" << addresses_file << "'\n";
+            std::cerr << "parley: cannot read '" << addresses_file
+                      << "': " << std::strerror(errno) << '\n';
             return 2;
           }
         }
         std::istream& in = addresses_file == "-" ? std::cin : file;
         std::string line;
         while (std::getline(in, line)) {
-          while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
-            line.pop_back();
-          if (!line.empty())
-            addresses.push_back(line);
+          // Blanks around an address (and a CRLF file's CR) are not part of
+          // it; blank lines are skipped.
+          auto first = line.find_first_not_of(" \t\r");
+          if (first == std::string::npos)
+            continue;
+          auto last = line.find_last_not_of(" \t\r");
+          addresses.push_back(line.substr(first, last - first + 1));
+        }
+        if (in.bad()) {
+          std::cerr << "parley: reading '" << addresses_file
+                    << "' failed: " << std::strerror(errno) << '\n';
+          return 2;
         }
       }
       if (addresses.empty()) {
@@ -387,7 +398,9 @@ int main(int argc, char** argv) {
                      "--file with one per line\n";
         return 2;
       }
-      if (addresses.size() == 1)
+      // One address on the command line: its token alone. From a file,
+      // always "ADDRESS TOKEN" lines, however many it held.
+      if (addresses.size() == 1 && addresses_file.empty())
         return print_token(c.user_add(app_id, addresses[0], name, ttl));
       if (!name.empty()) {
         std::cerr << "parley: --name names one user: add that one by "

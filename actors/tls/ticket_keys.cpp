@@ -1,6 +1,7 @@
 #include "ticket_keys.hpp"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,6 +107,7 @@ int on_ticket_key(SSL* ssl, unsigned char* name, unsigned char* iv,
       if (!found)
         return 0;
       k = *found;
+      OPENSSL_cleanse(&*found, sizeof *found);
       // 2, not 1: OpenSSL sends a TLS 1.3 client a new ticket after a
       // resumed handshake only when asked to renew, and a ticket should be
       // used once (RFC 8446, C.4): the client's next reconnect needs a new
@@ -112,8 +115,14 @@ int on_ticket_key(SSL* ssl, unsigned char* name, unsigned char* iv,
       rc = 2;
     }
   } catch (const std::exception&) {
+    OPENSSL_cleanse(&k, sizeof k);
     return -1;
   }
+  // Copies of the key on this stack are wiped on every way out.
+  struct wipe {
+    ticket_keys::key& k;
+    ~wipe() { OPENSSL_cleanse(&k, sizeof k); }
+  } wiper{k};
   if (enc == 1) {
     if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(cipher)) != 1)
       return -1;
@@ -148,6 +157,16 @@ result<std::shared_ptr<ticket_keys>> ticket_keys::open(const std::string& path,
     std::ifstream in{path};
     if (in) {
       loaded = true;
+      // A file others may read (copied in, or made by hand) is made
+      // private before its keys are used.
+      struct stat st;
+      if (::stat(path.c_str(), &st) != 0 ||
+          ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0600) != 0))
+        return status{status_code::io_error,
+                      "ticket keys '" + path +
+                        "' are readable by others and cannot be made "
+                        "private (" +
+                        std::strerror(errno) + "): chmod 600 it or delete it"};
       std::string line;
       int n = 0;
       while (std::getline(in, line)) {
@@ -176,9 +195,9 @@ result<std::shared_ptr<ticket_keys>> ticket_keys::open(const std::string& path,
                                              "': " + std::strerror(errno)};
     }
   }
-  std::stable_sort(
-    self->keys_.begin(), self->keys_.end(),
-    [](const key& a, const key& b) { return a.created < b.created; });
+  // Kept in file order, which is the order they were made: the last one
+  // seals. (Sorting by creation time would let a key made before the clock
+  // went back take over sealing from the newer one.)
   if (self->keys_.size() > max_keys)
     self->keys_.erase(self->keys_.begin(),
                       self->keys_.end() - static_cast<ptrdiff_t>(max_keys));
@@ -223,8 +242,16 @@ status ticket_keys::save() const {
             to_hex(k.aes) + ' ' + to_hex(k.hmac) + '\n';
   // Written beside, synced, then renamed over: a crash leaves the old file
   // or the new one. Created 0600, never readable by others in between.
+  // Any leftover tmp file (or a link planted in its place) is removed and
+  // the file made new: O_EXCL|O_NOFOLLOW never writes through a link.
+  struct wipe {
+    std::string& s;
+    ~wipe() { OPENSSL_cleanse(s.data(), s.size()); }
+  } wiper{data};
   auto tmp = path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(),
+                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
     return status{status_code::io_error, "cannot write ticket keys '" + tmp +
                                            "': " + std::strerror(errno)};
@@ -252,6 +279,21 @@ status ticket_keys::save() const {
     return status{status_code::io_error, "cannot install ticket keys '" +
                                            path_ + "': " + std::strerror(err)};
   }
+  // The rename itself is durable only once the directory is synced.
+  auto slash = path_.rfind('/');
+  auto dir = slash == std::string::npos
+               ? std::string{"."}
+               : path_.substr(0, slash == 0 ? 1 : slash);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || ::fsync(dfd) != 0) {
+    err = errno;
+    if (dfd >= 0)
+      ::close(dfd);
+    return status{status_code::io_error,
+                  "cannot sync directory '" + dir +
+                    "' after writing ticket keys: " + std::strerror(err)};
+  }
+  ::close(dfd);
   return {};
 }
 
@@ -268,7 +310,9 @@ ticket_keys::key ticket_keys::sealing(int64_t now) {
       if (!saved)
         report = on_save_error_;
     }
-    k = keys_.back(); // never empty: open() made one, maintain keeps it
+    if (keys_.empty()) // the random generator failed at every rotation
+      throw std::runtime_error("ticket keys: no key to seal a ticket with");
+    k = keys_.back();
   }
   if (report)
     report(saved);

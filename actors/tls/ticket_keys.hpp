@@ -53,7 +53,8 @@ class ticket_keys {
 
   /// Reads the keys in `path` when it exists, forgets those whose tickets
   /// all expired, makes a new one when the newest is due, and writes the
-  /// file back (mode 0600) when anything changed. An empty `path` keeps the
+  /// file back (mode 0600) when anything changed; a file that others may
+  /// read is made private first. An empty `path` keeps the
   /// keys in memory only. Errors: io_error (cannot read or write the file),
   /// corruption (a malformed file: the message names the line; delete the
   /// file and the server makes new keys).
@@ -62,7 +63,8 @@ class ticket_keys {
 
   /// The key to seal a ticket with at `now`; rotates first when due (and
   /// saves the file: a failed save goes to on_save_error, and the new key
-  /// is used anyway).
+  /// is used anyway). Throws std::runtime_error when there is no key at all
+  /// (the random generator failed at every rotation since the last one).
   key sealing(int64_t now);
 
   /// The key named `name` when it still opens tickets at `now`.
@@ -70,7 +72,7 @@ class ticket_keys {
 
   const options& settings() const noexcept { return o_; }
 
-  /// The keys kept, oldest first (for tests and diagnostics).
+  /// The keys kept, in the order made (for tests and diagnostics).
   std::vector<key> snapshot() const;
 
   /// Where a failed save at rotation is reported (the server logs it).
@@ -90,7 +92,7 @@ class ticket_keys {
   const std::string path_;
   const options o_;
   mutable std::mutex mtx_;
-  std::vector<key> keys_; // oldest first; the last one seals
+  std::vector<key> keys_; // in the order made; the last one seals
   std::function<void(const status&)> on_save_error_;
 };
 

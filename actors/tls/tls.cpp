@@ -251,6 +251,10 @@ context::server(const std::string& cert_file, const std::string& key_file,
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_timeout(
       ctx, static_cast<long>(res->tickets_->settings().lifetime_s));
+  } else {
+    // No keys, no tickets: without this OpenSSL would still seal them with
+    // keys it makes per context, which no restart can open.
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   }
   return res;
 }

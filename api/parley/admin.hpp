@@ -68,9 +68,13 @@ class admin_client {
   /// Creates many users (those missing) and issues a token for each, in the
   /// order given: a thousand users at a time in one transaction on the
   /// server, so provisioning 10,000 costs ten durable commits instead of
-  /// 10,000. Each thousand is all or nothing; an error after the first
-  /// says how many were created. Errors: not_found (no such app),
-  /// invalid_argument (a malformed or repeated address), as user_add.
+  /// 10,000. The whole list is checked before anything is sent (a
+  /// malformed or repeated address anywhere creates nothing); each
+  /// thousand is then all or nothing. An error after the first thousand
+  /// (the connection lost, say) says how many were created and returns no
+  /// tokens: call users_add again with the same list, which creates only
+  /// those missing and issues a token for each. Errors: not_found (no such
+  /// app), invalid_argument (a malformed or repeated address), as user_add.
   result<std::vector<access_token>>
   users_add(const std::string& app_id,
             const std::vector<std::string>& addresses,

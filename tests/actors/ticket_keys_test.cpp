@@ -140,6 +140,51 @@ TEST_CASE("ticket keys: after a long stop all keys are stale and a new one "
   CHECK((*back)->snapshot()[0].created == t0);
 }
 
+TEST_CASE("ticket keys: a clock set back by less than a key's span makes a "
+          "new key that seals, and a restart keeps both as they are") {
+  temp_dir d;
+  auto path = d.path + "/ticket.keys";
+  int64_t t0 = 1'800'000'000;
+  auto a = tls::ticket_keys::open(path, hour_and_two(), t0);
+  REQUIRE(a.ok());
+  auto made_first = (*a)->snapshot()[0];
+  // Back 5000 s: more than a rotation, less than rotation + lifetime, so
+  // the key from "the future" still opens its tickets but no longer seals.
+  auto back = tls::ticket_keys::open(path, hour_and_two(), t0 - 5000);
+  REQUIRE(back.ok());
+  auto keys = (*back)->snapshot();
+  REQUIRE(keys.size() == 2);
+  CHECK(keys[0].name == made_first.name);
+  CHECK(keys[1].created == t0 - 5000);
+  CHECK((*back)->sealing(t0 - 5000).name == keys[1].name);
+  CHECK((*back)->opening(made_first.name.data(), t0 - 5000).has_value());
+  // Restarted at the same time: the newest key (the last made, not the one
+  // with the latest time) still seals, and nothing is rewritten.
+  auto text = read_all(path);
+  auto again = tls::ticket_keys::open(path, hour_and_two(), t0 - 5000);
+  REQUIRE(again.ok());
+  auto kept = (*again)->snapshot();
+  REQUIRE(kept.size() == 2);
+  CHECK(kept[0].name == keys[0].name);
+  CHECK(kept[1].name == keys[1].name);
+  CHECK((*again)->sealing(t0 - 5000).name == keys[1].name);
+  CHECK(read_all(path) == text);
+}
+
+TEST_CASE("ticket keys: a key file readable by others is made private") {
+  temp_dir d;
+  auto path = d.path + "/ticket.keys";
+  int64_t t0 = 1'800'000'000;
+  REQUIRE(tls::ticket_keys::open(path, hour_and_two(), t0).ok());
+  REQUIRE(::chmod(path.c_str(), 0644) == 0);
+  auto r = tls::ticket_keys::open(path, hour_and_two(), t0 + 1);
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK((*r)->snapshot().size() == 1);
+}
+
 TEST_CASE("ticket keys: a malformed file is refused with the line that is "
           "wrong") {
   temp_dir d;

@@ -106,6 +106,13 @@ TEST_CASE("parley admin manages apps, users and tokens, with clear errors") {
   CHECK(granted[3].first == "u4");
   auto u4 = test_client::connect(p.port(), dir.path() + "/cert.pem");
   CHECK(u4->login("chat", granted[3].second, "d").address == "u4");
+  // A file of one address still prints "ADDRESS TOKEN"; blanks and a
+  // CRLF's CR around it are not part of it.
+  std::ofstream{dir.path() + "/one"} << "\t u5\r\n \r\n";
+  std::tie(rc, out) =
+    run_cli(base + "admin user add chat --file " + dir.path() + "/one");
+  CHECK(rc == 0);
+  CHECK(out.rfind("u5 pt_", 0) == 0);
   std::tie(rc, out) = run_cli(base + "admin user add chat u1 u2 --name X");
   CHECK(rc == 2);
   CHECK(out.find("--name names one user") != std::string::npos);

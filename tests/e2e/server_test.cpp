@@ -3,6 +3,7 @@
 // over Parley's TLS client. Process-level tests (kill -9) live in
 // tests/e2e/process_test.cpp.
 
+#include "api/users_add.hpp"
 #include "tests/support/server_fixture.hpp"
 
 #include <parley/admin.hpp>
@@ -413,21 +414,20 @@ TEST_CASE("admin users add: thousands of users, a thousand per commit") {
   REQUIRE_MESSAGE(local.ok(), local.error().to_string());
   REQUIRE(local->size() == 2);
   CHECK(f.client()->login("demo", (*local)[1].token, "d1").address == "p2");
-  // A bad chunk after a good one: the error says how far it got, and the
-  // bad chunk created no one.
+  // A bad address anywhere, even in the second thousand, creates no one:
+  // the whole list is checked before the first frame goes.
   names.clear();
   for (int i = 0; i < 1001; ++i)
     names.push_back("y" + std::to_string(i));
   names.push_back(""); // not an address
-  auto part = (*adm)->users_add("demo", names);
-  REQUIRE(!part.ok());
-  CHECK(part.error().code() == status_code::invalid_argument);
-  CHECK(part.error().message().find("after the first 1000 users") !=
-        std::string::npos);
+  auto bad = (*adm)->users_add("demo", names);
+  REQUIRE(!bad.ok());
+  CHECK(bad.error().code() == status_code::invalid_argument);
+  CHECK(bad.error().message().find("(entry 1002)") != std::string::npos);
   auto listed = (*adm)->list(admin_list_what::users, "demo", {}, 10000);
   REQUIRE(listed.ok());
-  CHECK(listed->find("\"y999\"") != std::string::npos);
-  CHECK(listed->find("\"y1000\"") == std::string::npos);
+  CHECK(listed->find("\"y0\"") == std::string::npos);
+  CHECK(listed->find("\"sim2499\"") != std::string::npos);
   // A repeat anywhere in the list is refused before anything is sent.
   auto twice = (*adm)->users_add("demo", {"w1", "w2", "w1"});
   REQUIRE(!twice.ok());
@@ -451,6 +451,48 @@ TEST_CASE("admin users add: thousands of users, a thousand per commit") {
   raw->send_plain(big);
   CHECK(raw->expect<codec::goodbye>().reason ==
         codec::goodbye_reason::protocol_error);
+}
+
+TEST_CASE("users add in chunks: a failure after the first says how many "
+          "were created") {
+  std::vector<std::string> names;
+  for (int i = 0; i < 2100; ++i)
+    names.push_back("n" + std::to_string(i));
+  std::vector<size_t> sizes;
+  // The server's side, played by hand: the third frame fails.
+  auto call = [&](codec::admin_users_add f) -> result<codec::frame> {
+    sizes.push_back(f.addresses.size());
+    if (sizes.size() == 3)
+      return status{status_code::unavailable, "connection lost"};
+    codec::admin_tokens t;
+    t.app_id = f.app_id;
+    for (auto& a : f.addresses)
+      t.grants.push_back(codec::token_grant{a, "pt_" + a, 0});
+    return codec::frame{std::move(t)};
+  };
+  auto r = detail::users_add("demo", names, 0, call);
+  REQUIRE(!r.ok());
+  CHECK(r.error().code() == status_code::unavailable);
+  CHECK(r.error().message().find("after the first 2000 users were created") !=
+        std::string::npos);
+  CHECK(sizes == std::vector<size_t>{1000, 1000, 100});
+  // An answer without a token per user is the server's fault, not the
+  // caller's.
+  auto short_answer = [&](codec::admin_users_add f) -> result<codec::frame> {
+    codec::admin_tokens t;
+    t.app_id = f.app_id;
+    t.grants.push_back(codec::token_grant{f.addresses[0], "pt_x", 0});
+    return codec::frame{std::move(t)};
+  };
+  auto s = detail::users_add("demo", {"a", "b"}, 0, short_answer);
+  REQUIRE(!s.ok());
+  CHECK(s.error().code() == status_code::internal);
+  // A repeat is refused before anything is sent.
+  sizes.clear();
+  auto twice = detail::users_add("demo", {"a", "b", "a"}, 0, call);
+  REQUIRE(!twice.ok());
+  CHECK(twice.error().code() == status_code::invalid_argument);
+  CHECK(sizes.empty());
 }
 
 TEST_CASE("an expired token cannot log in") {
