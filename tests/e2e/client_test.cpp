@@ -4,6 +4,7 @@
 // runtime, and callbacks that call back into the facade.
 
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/test_client.hpp"
 
 #include "api/runtime_impl.hpp"
 #include <parley/client.hpp>
@@ -270,6 +271,54 @@ TEST_CASE("two clients: OUTBOX, SENT, DELIVERED, READ through listeners") {
                                          message_status::delivered,
                                          message_status::read});
   CHECK(a->get(*id)->status == message_status::read);
+}
+
+TEST_CASE("acks under a small window: every status record reaches the "
+          "sender, and the device's cursor is the log's head") {
+  fixture f;
+  // A small window: a client that left status records unacked while it
+  // sends nothing would stall after the last send with 8 in flight.
+  f.srv.reset();
+  f.sopts.window = 8;
+  f.start_server();
+  auto ra = std::make_shared<recorder>();
+  auto rb = std::make_shared<recorder>();
+  auto ao = f.opts("alice");
+  ao.device_id = "a1";
+  auto a = f.online(ao, ra);
+  auto b = f.online(f.opts("bob"), rb);
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 19; ++i) {
+    auto id = a->send("bob", "m" + std::to_string(i));
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  // DELIVERED for each needs bob's acks; seeing the last of 38 records
+  // needs alice's acks without a send of hers.
+  for (auto id : ids)
+    REQUIRE(ra->reached(id, message_status::delivered));
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 19; }));
+  auto last = a->send("bob", "last");
+  REQUIRE(last.ok());
+  REQUIRE(ra->reached(*last, message_status::delivered));
+  // Everything alice stored was acked by the time she stopped: the
+  // device's cursor is the log's head at the next login.
+  REQUIRE(b->subscribe_presence({"alice"}).ok());
+  REQUIRE(rb->wait([&] { return rb->presences.size() == 1; }));
+  a->stop();
+  // Alice's session forwarded her ack to the storage before it ended (bob
+  // hears offline after that), and an admin call commits what the storage
+  // holds before it runs: then the login below reads the cursor stored.
+  REQUIRE(rb->wait([&] {
+    return rb->presences.size() == 2 &&
+           rb->presences[1].kind == presence_kind::offline;
+  }));
+  REQUIRE(f.srv->user_add("demo", "zed").ok());
+  auto raw =
+    test::test_client::connect(f.sopts.port, f.sopts.data_dir + "/cert.pem");
+  auto ok = raw->login("demo", f.tokens["alice"], "a1");
+  CHECK(ok.head_seq == 40);
+  CHECK(ok.cursor == ok.head_seq);
 }
 
 TEST_CASE("a message to an offline user arrives when it starts") {

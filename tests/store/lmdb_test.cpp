@@ -862,6 +862,10 @@ TEST_CASE("readers on other threads are safe while the map grows") {
         ++reads;
       }
     });
+  // Both readers are inside their loop before the map grows (on a fast
+  // machine the 100 batches could end before a thread was scheduled).
+  while (reads.load() < 2)
+    std::this_thread::yield();
   uint64_t next = 1;
   status st;
   for (int batch = 0; batch < 100 && st.ok(); ++batch)
