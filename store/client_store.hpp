@@ -121,9 +121,15 @@ struct memory_options {
 /// the ids next_id() hands out (ms << 20 plus a counter that stays far
 /// below 2^19 within a millisecond) and distinct from them, so a
 /// conversation pages old and new messages by time; distinct for distinct
-/// server seqs within one millisecond.
+/// server seqs within one millisecond. It takes the upper half of the
+/// millisecond BEFORE its stamp: history is older than what the device
+/// holds, and messages often share a millisecond, so a synced message
+/// sorts before the messages streamed live in its own millisecond (with
+/// its own millisecond's upper half it sorted after them) and still after
+/// those of every earlier one.
 constexpr uint64_t history_id(uint64_t ts_ms, uint64_t seq) {
-  return (ts_ms << 20) | (uint64_t{1} << 19) | (seq & ((uint64_t{1} << 19) - 1));
+  return ((ts_ms == 0 ? 0 : ts_ms - 1) << 20) | (uint64_t{1} << 19) |
+         (seq & ((uint64_t{1} << 19) - 1));
 }
 
 class client_store {

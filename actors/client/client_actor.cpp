@@ -110,6 +110,12 @@ struct client_state {
   milliseconds backoff{0};
   uint64_t stored_seq = 0; ///< Highest log seq stored locally.
   uint64_t acked_seq = 0;  ///< Highest seq acked to the server.
+  /// A record stored since the last ack needs its ack now: an incoming
+  /// message, whose sender waits for DELIVERED. The other records (status
+  /// updates of this user's own messages, events, edits) only move the
+  /// cursor: their ack leaves with the next frame sent (see flush_out).
+  bool ack_urgent = false;
+  uint32_t window = 0; ///< login_ok.window: unacked records the server sends.
   /// Outgoing mids sent on this connection and not answered yet: a message
   /// the facade stored while the login replayed the outbox goes out once.
   std::unordered_set<uint64_t> unanswered;
@@ -149,8 +155,20 @@ void put(client_ptr self, const Frame& f) {
   codec::encode(f, self->state.out);
 }
 
+/// Acknowledges everything stored, cumulatively (REQUIRES: online).
+void ack_stored(client_ptr self) {
+  auto& st = self->state;
+  st.ctx->db->set_cursor(st.stored_seq);
+  put(self, codec::ack{st.stored_seq});
+  st.acked_seq = st.stored_seq;
+  st.ack_urgent = false;
+}
+
 void flush_out(client_ptr self) {
   auto& st = self->state;
+  // A waiting ack leaves with whatever goes now: no write of its own.
+  if (!st.out.empty() && st.stored_seq > st.acked_seq && st.ph == phase::online)
+    ack_stored(self);
   if (!st.out.empty() && st.tls) {
     st.tls->send(st.out.data(), st.out.size(), st.cipher);
     st.out.clear();
@@ -213,6 +231,7 @@ void drop(client_ptr self) {
   st.unanswered.clear();
   st.out.clear();
   st.cipher.clear();
+  st.ack_urgent = false;
   ++st.generation; // (the parser is reset when the next connection starts)
 }
 
@@ -290,6 +309,7 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   st.ph = phase::online;
   st.backoff = milliseconds(0);
   st.address = ok.address;
+  st.window = ok.window;
   st.ctx->set_address(ok.address);
   // Before the status: a listener told "online" may ask tls_resumed().
   st.ctx->resumed.store(st.tls && st.tls->resumed(), std::memory_order_relaxed);
@@ -428,6 +448,8 @@ void on_frame(client_ptr self) {
           return;
         }
         st.stored_seq = std::max(st.stored_seq, seq);
+        if (!f.outgoing)
+          st.ack_urgent = true; // the sender waits for DELIVERED
       } else if constexpr (std::is_same_v<T, codec::status_update>) {
         apply_status(self, f);
         st.stored_seq = std::max(st.stored_seq, f.seq);
@@ -533,12 +555,15 @@ void on_data(client_ptr self, const uint8_t* data, size_t size) {
          s.message(), false);
     return;
   }
-  // Everything stored: acknowledge cumulatively.
-  if (st.stored_seq > st.acked_seq && st.ph == phase::online) {
-    st.ctx->db->set_cursor(st.stored_seq);
-    put(self, codec::ack{st.stored_seq});
-    st.acked_seq = st.stored_seq;
-  }
+  // Everything stored is acknowledged cumulatively: now when a record needs
+  // it or half the server's window waits, else with the next frame this
+  // client sends (a send, a request, at the latest the ping). No timer: a
+  // timer per client costs the runtime's clock thread a wake-up each. What
+  // a late ack risks is records sent again after a lost connection, which
+  // are stored already and told to nobody twice.
+  if (st.stored_seq > st.acked_seq && st.ph == phase::online &&
+      (st.ack_urgent || st.stored_seq - st.acked_seq >= st.window / 2))
+    ack_stored(self);
   schedule_flush(self);
 }
 
@@ -613,6 +638,8 @@ caf::actor make_client_actor(caf::actor_system& sys,
         auto& st = self->state;
         st.wanted = false;
         if (st.ph == phase::online) {
+          if (st.stored_seq > st.acked_seq)
+            ack_stored(self); // before the goodbye: the server stops reading
           put(self, codec::goodbye{codec::goodbye_reason::normal, "stop"});
           flush_out(self);
         }

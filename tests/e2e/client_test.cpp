@@ -914,6 +914,49 @@ std::vector<std::string> conversation_of(client& c, const std::string& peer) {
 
 } // namespace
 
+TEST_CASE("a new device starts where the user's least advanced device "
+          "is: what it is streamed and what it syncs make the conversation "
+          "once, in order") {
+  fixture f;
+  auto ra = std::make_shared<recorder>();
+  auto a = f.online(f.opts("alice"), ra);
+  // bob's first device (raw) stores all ten and acks only the first five.
+  auto b1 =
+    test::test_client::connect(f.sopts.port, f.sopts.data_dir + "/cert.pem");
+  b1->login("demo", f.tokens["bob"], "b1");
+  std::vector<std::string> expected;
+  for (int i = 1; i <= 10; ++i) {
+    expected.push_back("alice: m" + std::to_string(i));
+    REQUIRE(a->send("bob", "m" + std::to_string(i)).ok());
+  }
+  uint64_t fifth = 0;
+  for (int i = 1; i <= 10; ++i) {
+    auto m = b1->expect<codec::message>();
+    CHECK(m.payload == "m" + std::to_string(i));
+    if (i == 5)
+      fifth = m.seq;
+  }
+  b1->send(codec::ack{fifth});
+  b1->send(codec::goodbye{});
+  REQUIRE(b1->wait_closed());
+  // Its session handed the ack to the storage before it ended; an admin
+  // call commits what the storage holds.
+  REQUIRE(f.srv->user_add("demo", "zed").ok());
+  auto rb = std::make_shared<recorder>();
+  auto b2 = f.online(f.opts("bob", f.dir.path() + "/b2"), rb);
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 5; }));
+  CHECK(rb->messages.front().payload == "m6");
+  auto n = b2->sync("alice", 100);
+  REQUIRE_MESSAGE(n.ok(), n.error().to_string());
+  CHECK(*n == 5);
+  CHECK(conversation_of(*b2, "alice") == expected);
+  REQUIRE(a->send("bob", "live").ok());
+  REQUIRE(rb->wait([&] { return rb->messages.size() == 6; }));
+  expected.push_back("alice: live");
+  CHECK(conversation_of(*b2, "alice") == expected);
+  CHECK(rb->message_count() == 6); // none twice
+}
+
 TEST_CASE("history sync into an empty database: the same messages, in the "
           "same order") {
   fixture f;
@@ -933,7 +976,19 @@ TEST_CASE("history sync into an empty database: the same messages, in the "
   REQUIRE(a->send("carol", "not this conversation").ok());
   auto expected = conversation_of(*b, "alice");
   REQUIRE(expected.size() == 30);
-  // bob's new device starts at the head of his log: it holds nothing.
+  // A new device starts at the least advanced cursor of the user's devices,
+  // and b1 acks its own messages' status records lazily: stopped, it acks
+  // them all. Once alice hears it offline its session has handed that ack
+  // to the storage, and an admin call commits what the storage holds.
+  REQUIRE(a->subscribe_presence({"bob"}).ok());
+  REQUIRE(ra->wait([&] { return ra->presences.size() == 1; }));
+  b->stop();
+  REQUIRE(ra->wait([&] {
+    return ra->presences.size() == 2 &&
+           ra->presences[1].kind == presence_kind::offline;
+  }));
+  REQUIRE(f.srv->user_add("demo", "zed").ok());
+  // So bob's new device starts at the head of his log: it holds nothing.
   auto rb2 = std::make_shared<recorder>();
   auto b2 = f.online(f.opts("bob", f.dir.path() + "/b2"), rb2);
   CHECK(conversation_of(*b2, "alice").empty());

@@ -1614,6 +1614,35 @@ TEST_CASE_TEMPLATE("history sync: older messages sort in by time, each once",
   CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first).size() == 4);
 }
 
+TEST_CASE_TEMPLATE("history sync: a synced message sorts before the live "
+                   "ones of its own millisecond, after those of the one "
+                   "before",
+                   B, lmdb_backend, memory_backend) {
+  fixture f{B::memory};
+  auto add = [&](uint64_t seq, uint64_t ts, bool synced) {
+    auto m = fixture::incoming("bob", 0, seq, seq, "m" + std::to_string(seq));
+    m.ts_ms = ts;
+    if (synced)
+      m.id = history_id(m.ts_ms, m.seq);
+    auto fresh = f.db->add_incoming(m);
+    REQUIRE_MESSAGE(fresh.ok(), fresh.error().to_string());
+    REQUIRE(*fresh);
+  };
+  // A burst: seqs 2 to 6 stamped in one millisecond, 1 in the one before.
+  // The device holds 1 and was streamed 4 to 6 live (a new device starts
+  // at the least advanced cursor of the user's devices); it syncs 2 and 3.
+  add(1, t0 + 99, false);
+  for (uint64_t seq : {4u, 5u, 6u})
+    add(seq, t0 + 100, false);
+  for (uint64_t seq : {3u, 2u}) // a sync pages newest first
+    add(seq, t0 + 100, true);
+  CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first) ==
+        strings{"m1", "m2", "m3", "m4", "m5", "m6"});
+  // And a synced message of the millisecond before sorts before them all.
+  add(0 + 7, t0 + 98, true);
+  CHECK(f.page("bob", 0, 0, 10, read_order::oldest_first).front() == "m7");
+}
+
 TEST_CASE_TEMPLATE("another device's outgoing copy never looks like this "
                    "device's own, even when the clocks agree",
                    B, lmdb_backend, memory_backend) {
