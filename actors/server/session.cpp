@@ -283,6 +283,15 @@ bool may_stream(session_ptr self) {
          st.sent_upto - st.acked < st.window;
 }
 
+/// Output a turn may encode before it is written out: the write buffer
+/// counts only what the kernel refused, so a pump that read the whole
+/// window in one turn would hold all of it here (16 MB for a window of
+/// 4096 records of 4 KB) before the first write.
+size_t unflushed_limit(session_ptr self) {
+  return std::max<size_t>(self->state.ctx->opts.max_write_buffer / 4,
+                          64 * 1024);
+}
+
 /// Streams log records after sent_upto, read from the store, while the
 /// window and the write buffer allow.
 void pump(session_ptr self) {
@@ -307,6 +316,10 @@ void pump(session_ptr self) {
       break;
     }
     stream(self, st.records, delivered_upto);
+    // Written out as it grows: what the kernel refuses then counts in the
+    // write buffer, and may_stream stops (a writable socket resumes it).
+    if (st.out.size() >= unflushed_limit(self))
+      flush_out(self);
   }
 }
 
@@ -325,6 +338,14 @@ bool fresh(session_ptr self, const appended_batch& batch) {
   return true;
 }
 
+/// True when `batch` can be encoded in this turn within unflushed_limit.
+bool fits_unflushed(session_ptr self, const appended_batch& batch) {
+  size_t bytes = self->state.out.size();
+  for (auto& r : batch.records)
+    bytes += r.frame.size();
+  return bytes <= unflushed_limit(self);
+}
+
 /// The store appended `batch` to this user's log (up to `head`): streamed
 /// as it is when it continues what this session streamed and fits the
 /// window; otherwise (a gap, a full window, records that may have expired)
@@ -337,11 +358,12 @@ void offer(session_ptr self, uint64_t head, const record_batch& batch) {
   if (batch && !batch->records.empty() && fresh(self, *batch) &&
       batch->records.front().seq == st.sent_upto + 1 &&
       batch->records.back().seq == head && may_stream(self) &&
-      st.sent_upto - st.acked + batch->records.size() <= st.window) {
+      st.sent_upto - st.acked + batch->records.size() <= st.window &&
+      fits_unflushed(self, *batch)) {
     stream(self, batch->records, 0); // fresh: delivered_upto plays no role
     return;
   }
-  pump(self);
+  pump(self); // in pieces, within the write buffer
 }
 
 // -- frames of a logged-in user

@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -201,7 +202,12 @@ TEST_CASE("a client killed with its outbox full sends it after a restart, "
 
 TEST_CASE("a receiver that stops reading costs the server bounded memory") {
   temp_dir dir;
+  // jemalloc keeps freed pages for 10 s by default: RssAnon then counted
+  // 10-20 MB the server had freed already, more or less by chance. Pages
+  // go back at once for this parleyd, so what is measured is what it holds.
+  ::setenv("MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0", 1);
   parleyd_process srv{dir.path(), 0, {"--nosync"}};
+  ::unsetenv("MALLOC_CONF");
   auto cert = dir.path() + "/cert.pem";
   auto a = test_client::connect(srv.port(), cert);
   a->login("demo", srv.token("alice"), "a1");
@@ -229,11 +235,14 @@ TEST_CASE("a receiver that stops reading costs the server bounded memory") {
   MESSAGE("parleyd RssAnon before " << before << " KiB, after 80 MB for a "
                                     << "receiver that does not read: " << after
                                     << " KiB");
-  // The window (512 records) and the write buffer (1 MiB) bound what waits
-  // for him in memory; the rest waits on disk. (Not under sanitizers: ASan
-  // keeps freed memory in quarantine, 256 MiB by default.)
+  // The write buffer (1 MiB) bounds what waits for him in memory, however
+  // large the window (4096 records, 16 MB of these); the rest waits on
+  // disk. Measured here: +5 MiB (LMDB's dirty pages of the largest
+  // transaction, the buffers). A session that encoded its window before
+  // writing held 16 MB more. (Not under sanitizers: ASan keeps freed
+  // memory in quarantine, 256 MiB by default.)
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  CHECK(after < before + 24 * 1024);
+  CHECK(after < before + 12 * 1024);
 #endif
   // He resumes and gets everything, in order.
   for (uint64_t i = 1; i <= mid; ++i) {
