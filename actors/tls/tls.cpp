@@ -211,6 +211,14 @@ bool apply_common(SSL_CTX* ctx, min_version min) {
   // uses stateless TLS 1.3 tickets instead (see context::server/client).
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 0);
+  // TLS 1.3: AES-128-GCM first. OpenSSL's default order puts AES-256 first;
+  // 128-bit keys are enough and faster: a full handshake (both sides, its
+  // HKDF on SHA-256 instead of SHA-384) -5 to -7 %, a resumed one -9 %, a
+  // 200-byte record -1 to -4 % (tls_bench, interleaved, session 12).
+  if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:"
+                                    "TLS_AES_256_GCM_SHA384:"
+                                    "TLS_CHACHA20_POLY1305_SHA256") != 1)
+    return false;
   int floor = min == min_version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
   if (SSL_CTX_set_min_proto_version(ctx, floor) != 1)
     return false;
@@ -546,6 +554,13 @@ void stream::shutdown(bytes& to_network) {
 
 std::string stream::version() const {
   return established_ ? SSL_get_version(ssl_) : "";
+}
+
+std::string stream::cipher() const {
+  if (!established_)
+    return {};
+  const SSL_CIPHER* c = SSL_get_current_cipher(ssl_);
+  return c != nullptr ? SSL_CIPHER_get_name(c) : "";
 }
 
 std::string stream::peer_fingerprint() const {

@@ -125,6 +125,20 @@ TEST_CASE("tls stream: giving back the BIOs' buffers loses nothing, between "
   CHECK(text_of(plain) == "split across a release");
 }
 
+TEST_CASE("tls stream: TLS 1.3 with AES-128-GCM, the cheapest suite both "
+          "sides offer, in full and resumed handshakes") {
+  test::tls_pair p;
+  REQUIRE_MESSAGE(p.error.empty(), p.error);
+  CHECK(p.client->version() == "TLSv1.3");
+  CHECK(p.client->cipher() == "TLS_AES_128_GCM_SHA256");
+  CHECK(p.server->cipher() == "TLS_AES_128_GCM_SHA256");
+  auto t = p.client->latest_ticket();
+  REQUIRE(t != nullptr);
+  REQUIRE(p.connect(nullptr, t).empty());
+  CHECK(p.client->resumed());
+  CHECK(p.server->cipher() == "TLS_AES_128_GCM_SHA256");
+}
+
 TEST_CASE("tls stream: a client resumes the ticket of a connection that "
           "ended without a close, and still knows the certificate") {
   test::tls_pair p;
