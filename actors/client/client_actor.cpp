@@ -116,6 +116,7 @@ struct client_state {
   /// cursor: their ack leaves with the next frame sent (see flush_out).
   bool ack_urgent = false;
   uint32_t window = 0; ///< login_ok.window: unacked records the server sends.
+  uint64_t db_cursor = 0; ///< The cursor in the local database.
   /// Outgoing mids sent on this connection and not answered yet: a message
   /// the facade stored while the login replayed the outbox goes out once.
   std::unordered_set<uint64_t> unanswered;
@@ -158,7 +159,6 @@ void put(client_ptr self, const Frame& f) {
 /// Acknowledges everything stored, cumulatively (REQUIRES: online).
 void ack_stored(client_ptr self) {
   auto& st = self->state;
-  st.ctx->db->set_cursor(st.stored_seq);
   put(self, codec::ack{st.stored_seq});
   st.acked_seq = st.stored_seq;
   st.ack_urgent = false;
@@ -310,12 +310,19 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   st.backoff = milliseconds(0);
   st.address = ok.address;
   st.window = ok.window;
+  // The server streams from its cursor for this device. What this client
+  // stored beyond it (acks lost with a connection, or still waiting) is
+  // acked at once: not sent again, and never a window of already stored
+  // records that this client would see no reason to ack.
+  st.acked_seq = std::min(st.acked_seq, ok.cursor);
   st.ctx->set_address(ok.address);
   // Before the status: a listener told "online" may ask tls_resumed().
   st.ctx->resumed.store(st.tls && st.tls->resumed(), std::memory_order_relaxed);
   set_status(self, connection_status::online);
   // The outbox goes out in order; the server answers each (resends are
   // deduplicated by mid on the server).
+  if (st.stored_seq > st.acked_seq)
+    ack_stored(self); // see above
   if (auto box = st.ctx->db->outbox(); box.ok())
     for (auto& m : *box)
       send_frame_for(self, m);
@@ -564,6 +571,13 @@ void on_data(client_ptr self, const uint8_t* data, size_t size) {
   if (st.stored_seq > st.acked_seq && st.ph == phase::online &&
       (st.ack_urgent || st.stored_seq - st.acked_seq >= st.window / 2))
     ack_stored(self);
+  // The local cursor moves at once, whatever the ack waits for: after a
+  // crash the next start knows what it stored (group events, which are
+  // told by seq, are not told twice).
+  if (st.stored_seq > st.db_cursor) {
+    st.ctx->db->set_cursor(st.stored_seq);
+    st.db_cursor = st.stored_seq;
+  }
   schedule_flush(self);
 }
 
@@ -604,7 +618,8 @@ caf::actor make_client_actor(caf::actor_system& sys,
                std::shared_ptr<client_context> c) -> caf::behavior {
     self->state.ctx = std::move(c);
     if (auto cur = self->state.ctx->db->cursor(); cur.ok())
-      self->state.stored_seq = self->state.acked_seq = *cur;
+      self->state.stored_seq = self->state.acked_seq = self->state.db_cursor =
+        *cur;
     return {
       [=](start_atom, reply_slot& slot) {
         turn t{self};

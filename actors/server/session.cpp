@@ -274,13 +274,22 @@ void stream(session_ptr self, const std::vector<store::log_record>& records,
   schedule_flush(self);
 }
 
+/// Records sent and not acknowledged: the window's measure. Records
+/// skipped (expired) after the last one sent do not count: the device
+/// never sees them, so it cannot be asked to ack them (a client that acks
+/// status records lazily, at half the window, would otherwise wait with
+/// the server for the next frame it sends).
+uint64_t in_flight(const session_state& st) {
+  return st.last_delivered > st.acked ? st.last_delivered - st.acked : 0;
+}
+
 /// True when streaming may go on: logged in, the window and the write
 /// buffer have room.
 bool may_stream(session_ptr self) {
   auto& st = self->state;
   return st.ph == phase::user && st.ch &&
          st.ch->pending() < st.ctx->opts.max_write_buffer &&
-         st.sent_upto - st.acked < st.window;
+         in_flight(st) < st.window;
 }
 
 /// Output a turn may encode before it is written out: the write buffer
@@ -297,8 +306,7 @@ size_t unflushed_limit(session_ptr self) {
 void pump(session_ptr self) {
   auto& st = self->state;
   while (may_stream(self)) {
-    uint64_t in_flight = st.sent_upto - st.acked;
-    size_t n = std::min<uint64_t>(st.window - in_flight, 256);
+    size_t n = std::min<uint64_t>(st.window - in_flight(st), 256);
     st.records.clear();
     uint64_t delivered_upto = 0;
     if (auto s =
@@ -358,7 +366,7 @@ void offer(session_ptr self, uint64_t head, const record_batch& batch) {
   if (batch && !batch->records.empty() && fresh(self, *batch) &&
       batch->records.front().seq == st.sent_upto + 1 &&
       batch->records.back().seq == head && may_stream(self) &&
-      st.sent_upto - st.acked + batch->records.size() <= st.window &&
+      in_flight(st) + batch->records.size() <= st.window &&
       fits_unflushed(self, *batch)) {
     stream(self, batch->records, 0); // fresh: delivered_upto plays no role
     return;

@@ -560,7 +560,8 @@ std::string stream::cipher() const {
   if (!established_)
     return {};
   const SSL_CIPHER* c = SSL_get_current_cipher(ssl_);
-  return c != nullptr ? SSL_CIPHER_get_name(c) : "";
+  const char* name = c != nullptr ? SSL_CIPHER_standard_name(c) : nullptr;
+  return name != nullptr ? name : "";
 }
 
 std::string stream::peer_fingerprint() const {

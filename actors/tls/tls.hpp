@@ -166,8 +166,8 @@ class stream {
   /// Negotiated protocol ("TLSv1.3"), empty before the handshake.
   std::string version() const;
 
-  /// Negotiated cipher suite ("TLS_AES_128_GCM_SHA256"), empty before the
-  /// handshake.
+  /// Negotiated cipher suite, its IANA name ("TLS_AES_128_GCM_SHA256"),
+  /// empty before the handshake.
   std::string cipher() const;
 
   /// SHA-256 fingerprint of the peer certificate, empty when none.

@@ -552,6 +552,29 @@ TEST_CASE("a message not delivered before its expiry is EXPIRED, not "
   }
 }
 
+TEST_CASE("the window counts the records sent, not the expired ones "
+          "skipped: a device that acks nothing still gets what follows") {
+  fixture f;
+  auto a = f.login(f.alice_token, "a1");
+  a->send(text(1, "bob", "first", 0));
+  CHECK(answer(*a, 1).value == message_status::sent);
+  for (uint64_t mid = 2; mid <= 6; ++mid) {
+    auto s = text(mid, "bob", "stale");
+    s.expiry_s = 60;
+    a->send(s);
+    CHECK(answer(*a, mid).value == message_status::sent);
+  }
+  a->send(text(7, "bob", "last", 0));
+  CHECK(answer(*a, 7).value == message_status::sent);
+  f.advance(std::chrono::seconds(61));
+  // A window of 2: "first" is in flight, the five stale ones are skipped,
+  // and "last" still fits. (A client that acks only at half its window
+  // sees one record, and would otherwise wait with the server.)
+  auto b = f.login(f.bob_token, "b1", 2);
+  CHECK(b->expect<codec::message>().payload == "first");
+  CHECK(b->expect<codec::message>().payload == "last");
+}
+
 TEST_CASE("EXPIRED reaches the sender even if the receiver never logs in") {
   fixture f;
   auto a = f.login(f.alice_token, "a1");
