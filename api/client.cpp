@@ -282,7 +282,11 @@ struct client::impl {
     auto pos = ctx->db->kv_get(key);
     if (!pos)
       return pos.error();
+    // From where this device started (history is what the stream did not
+    // bring), then from where the last page ended.
     uint64_t before = 0;
+    if (auto start = ctx->db->kv_get(cli::sync_start_key); start.ok() && *start)
+      before = std::strtoull((*start)->c_str(), nullptr, 10);
     if (*pos) {
       if (**pos == "complete") {
         ctx->emit([peer, group_id](listener& l) {

@@ -315,6 +315,12 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   // acked at once: not sent again, and never a window of already stored
   // records that this client would see no reason to ack.
   st.acked_seq = std::min(st.acked_seq, ok.cursor);
+  // Where this database's device started (its first login): the records
+  // above it are streamed, those below are history for sync(), which then
+  // never overlaps what the stream brings (store::history_id sorts synced
+  // messages as older than the live ones of their millisecond).
+  if (auto start = st.ctx->db->kv_get(sync_start_key); start.ok() && !*start)
+    (void)st.ctx->db->kv_put(sync_start_key, std::to_string(ok.cursor + 1));
   st.ctx->set_address(ok.address);
   // Before the status: a listener told "online" may ask tls_resumed().
   st.ctx->resumed.store(st.tls && st.tls->resumed(), std::memory_order_relaxed);

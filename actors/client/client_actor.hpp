@@ -47,6 +47,10 @@
 
 namespace parley::cli {
 
+/// The key/value entry with the log position where this database's device
+/// started (its first login_ok.cursor + 1): sync() pages history below it.
+inline constexpr const char* sync_start_key = "parley.sync.start";
+
 using start_atom = caf::atom_constant<caf::atom("start")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using send_atom = caf::atom_constant<caf::atom("send")>;

@@ -516,7 +516,9 @@ class client {
   /// History sync: pulls older messages of the conversation with `peer`
   /// from the server's log (a new device, a reinstall, an evicted cache)
   /// into the local database, page by page backwards from where the last
-  /// sync stopped, until `count` messages new to this database were stored
+  /// sync stopped (the first time: from where this database's device
+  /// started, its first login; what came after, the stream brought),
+  /// until `count` messages new to this database were stored
   /// or the server's history (its retention) is exhausted. Returns how many
   /// were stored (0: nothing older is left) and tells on_sync. Synced
   /// incoming messages count as read. Needs the connection (unavailable
