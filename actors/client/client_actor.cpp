@@ -117,6 +117,9 @@ struct client_state {
   bool ack_urgent = false;
   uint32_t window = 0; ///< login_ok.window: unacked records the server sends.
   uint64_t db_cursor = 0; ///< The cursor in the local database.
+  /// login_ok.ping_interval_s: how often an idle connection pings (and
+  /// with its ping, acks what waits: the bound on an idle cursor's lag).
+  seconds ping_every{30};
   /// Outgoing mids sent on this connection and not answered yet: a message
   /// the facade stored while the login replayed the outbox goes out once.
   std::unordered_set<uint64_t> unanswered;
@@ -335,8 +338,8 @@ void on_login_ok(client_ptr self, const codec::login_ok& ok) {
   if (!st.watching.empty())
     put(self, codec::presence_subscribe{
                 true, {st.watching.begin(), st.watching.end()}});
-  auto every = seconds(std::max<uint32_t>(1, ok.ping_interval_s));
-  self->delayed_send(self, every, ping_atom::value, st.generation);
+  st.ping_every = seconds(std::max<uint32_t>(1, ok.ping_interval_s));
+  self->delayed_send(self, st.ping_every, ping_atom::value, st.generation);
   if (st.tls) {
     // The ticket came right after the handshake, before this answer.
     if (auto t = st.tls->latest_ticket())
@@ -833,7 +836,7 @@ caf::actor make_client_actor(caf::actor_system& sys,
         flush_out(self);
         if (st.tls)
           st.tls->release_buffers(); // a burst's, on a quiet connection
-        self->delayed_send(self, seconds(30), ping_atom::value, gen);
+        self->delayed_send(self, st.ping_every, ping_atom::value, gen);
       },
     };
   };
