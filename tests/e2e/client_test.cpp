@@ -208,6 +208,22 @@ struct fixture {
     return std::move(*c);
   }
 
+  /// Stops `leaver` and returns once what it acked is committed: its
+  /// session hands its last acks to the storage before it ends (the
+  /// watcher, subscribed to it, hears offline after that), and an admin
+  /// call commits what the storage holds before it runs.
+  void stop_committed(client& leaver, const std::string& address,
+                      client& watcher, recorder& seen) {
+    REQUIRE(watcher.subscribe_presence({address}).ok());
+    REQUIRE(seen.wait([&] { return seen.presences.size() == 1; }));
+    leaver.stop();
+    REQUIRE(seen.wait([&] {
+      return seen.presences.size() == 2 &&
+             seen.presences[1].kind == presence_kind::offline;
+    }));
+    REQUIRE(srv->user_add("demo", "zed").ok());
+  }
+
   /// Creates, starts and waits until online.
   std::unique_ptr<client> online(const client_options& o,
                                  std::shared_ptr<recorder> rec) {
@@ -303,17 +319,7 @@ TEST_CASE("acks under a small window: every status record reaches the "
   REQUIRE(ra->reached(*last, message_status::delivered));
   // Everything alice stored was acked by the time she stopped: the
   // device's cursor is the log's head at the next login.
-  REQUIRE(b->subscribe_presence({"alice"}).ok());
-  REQUIRE(rb->wait([&] { return rb->presences.size() == 1; }));
-  a->stop();
-  // Alice's session forwarded her ack to the storage before it ended (bob
-  // hears offline after that), and an admin call commits what the storage
-  // holds before it runs: then the login below reads the cursor stored.
-  REQUIRE(rb->wait([&] {
-    return rb->presences.size() == 2 &&
-           rb->presences[1].kind == presence_kind::offline;
-  }));
-  REQUIRE(f.srv->user_add("demo", "zed").ok());
+  f.stop_committed(*a, "alice", *b, *rb);
   auto raw =
     test::test_client::connect(f.sopts.port, f.sopts.data_dir + "/cert.pem");
   auto ok = raw->login("demo", f.tokens["alice"], "a1");
@@ -1017,16 +1023,8 @@ TEST_CASE("history sync into an empty database: the same messages, in the "
   REQUIRE(expected.size() == 30);
   // A new device starts at the least advanced cursor of the user's devices,
   // and b1 acks its own messages' status records lazily: stopped, it acks
-  // them all. Once alice hears it offline its session has handed that ack
-  // to the storage, and an admin call commits what the storage holds.
-  REQUIRE(a->subscribe_presence({"bob"}).ok());
-  REQUIRE(ra->wait([&] { return ra->presences.size() == 1; }));
-  b->stop();
-  REQUIRE(ra->wait([&] {
-    return ra->presences.size() == 2 &&
-           ra->presences[1].kind == presence_kind::offline;
-  }));
-  REQUIRE(f.srv->user_add("demo", "zed").ok());
+  // them all.
+  f.stop_committed(*b, "bob", *a, *ra);
   // So bob's new device starts at the head of his log: it holds nothing.
   auto rb2 = std::make_shared<recorder>();
   auto b2 = f.online(f.opts("bob", f.dir.path() + "/b2"), rb2);
