@@ -117,6 +117,12 @@ int main(int argc, char** argv) {
                 "listener threads of the simulator (0: the listeners run inline "
                 "on the actor threads, without a hop per event)")
     ->capture_default_str();
+  app
+    .add_option("--client-messages", o.client_messages,
+                "messages each simulated user's in-memory database holds "
+                "(the oldest finished ones are evicted beyond it)")
+    ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+    ->capture_default_str();
   app.add_option("--json", o.json_file, "write the JSON report to this file");
   app.add_flag("--quiet,-q", quiet, "no progress line");
   CLI11_PARSE(app, argc, argv);

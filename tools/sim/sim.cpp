@@ -919,7 +919,7 @@ result<report> run(const options& o) {
     // would start at the least advanced cursor of the user's devices and be
     // given what earlier runs' devices did not store.
     co.device_id = "parley-sim-device";
-    co.memory_messages = 1024;
+    co.memory_messages = o.client_messages;
     // Back soon after a fault: the run waits for what is in flight.
     co.backoff_max = milliseconds(2000);
     co.tls_resume = o.tls_resume;
