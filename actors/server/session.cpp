@@ -1286,8 +1286,12 @@ caf::actor make_session_actor(caf::actor_system& sys, int fd,
         auto& s = self->state;
         if (s.ph != phase::user)
           return;
-        // Log records announced before this frame go first: a message is
-        // never overtaken by the presence sent after it.
+        // Log records stored before this frame go first: a message is
+        // never overtaken by the presence sent after it. Its sender let
+        // the presence go once the message was durable, but the news of it
+        // may still be on its way here: read the store, whatever
+        // maybe_head says.
+        s.maybe_head = UINT64_MAX;
         pump(self);
         s.out.insert(s.out.end(), frame.begin(), frame.end());
         schedule_flush(self);
