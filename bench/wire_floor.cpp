@@ -164,6 +164,15 @@ void flush(conn& c, int ep) {
   }
 }
 
+/// Puts `c` on the list of connections to flush at the end of the turn
+/// (once).
+void mark_dirty(conn* c, std::vector<conn*>& dirty) {
+  if (!c->dirty) {
+    c->dirty = true;
+    dirty.push_back(c);
+  }
+}
+
 /// Hands each whole frame of c.in to `fn(type, header)`.
 template<class Fn>
 void frames(conn& c, Fn fn) {
@@ -220,12 +229,7 @@ double cpu_s(const rusage& u) {
   bool any = false;
   double cpu0 = 0;
   std::pair<uint64_t, uint64_t> io0{};
-  auto mark = [&](conn* c) {
-    if (!c->dirty) {
-      c->dirty = true;
-      dirty.push_back(c);
-    }
-  };
+  auto mark = [&](conn* c) { mark_dirty(c, dirty); };
   for (;;) {
     int n = epoll_wait(ep, evs.data(), static_cast<int>(evs.size()), -1);
     for (int i = 0; i < n; ++i) {
@@ -436,12 +440,7 @@ int main(int argc, char** argv) {
   }
 
   std::vector<conn*> dirty;
-  auto mark = [&](conn* c) {
-    if (!c->dirty) {
-      c->dirty = true;
-      dirty.push_back(c);
-    }
-  };
+  auto mark = [&](conn* c) { mark_dirty(c, dirty); };
   std::minstd_rand pick{7};
   uint64_t next_id = 1, delivered = 0, statuses = 0;
   sim::histogram latency;
