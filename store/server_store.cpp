@@ -263,8 +263,9 @@ void dedup_key(key_builder& k, uint64_t uid, std::string_view device,
   k.u64(mid).u64(uid).u8(static_cast<uint8_t>(device.size())).bytes(device);
 }
 
-/// Segments a user's state keeps in place: two epochs of the default
-/// length (server_store_options::journal_epoch); more go to the heap.
+/// Segments a user's state keeps in place; more go to the heap. A busy
+/// user of a 1,000-user chat at ~80 messages a batch is in ~10 gens of an
+/// epoch of 64, and the row holds two epochs.
 constexpr size_t inline_segments = 2 * 16;
 
 struct user_state {
@@ -466,6 +467,8 @@ struct server_store::impl {
   std::string move_arena;
   std::vector<uint64_t> move_uids;
   size_t move_budget = size_t{1} << 20;
+  /// Steps of the move of an epoch into `log` (move_share).
+  static constexpr uint64_t move_shares = 16;
   /// do_ack's and do_read's scratch.
   std::vector<receipt_due> dues_buf;
   /// The batch's journal records (gen batch_gen), appended by
@@ -865,11 +868,27 @@ struct server_store::impl {
       auto c = t.open_cursor(j);
       if (!c)
         return c.error();
-      for (uint64_t g = epoch * epoch_len; g < (epoch + 1) * epoch_len; ++g) {
+      // One seek per gen that holds records: a seek that lands in a later
+      // gen skips the gens between (big batches skip gens, next_gen).
+      const uint64_t end = (epoch + 1) * epoch_len;
+      for (uint64_t g = epoch * epoch_len; g < end; ++g) {
         key_builder k;
         k.u64(g).u64(uid_lo);
         if (auto s = c->seek(k.view()); !s)
           return s;
+        if (!c->valid())
+          break;
+        if (c->key().size() != 24)
+          return corrupt("journal key");
+        if (uint64_t kg = get_be64(c->key().data()); kg != g) {
+          if (kg >= end)
+            break;
+          g = kg; // gens before it hold nothing at or above uid_lo
+          if (get_be64(c->key().data() + 8) < uid_lo) {
+            --g; // seek (kg, uid_lo) next
+            continue;
+          }
+        }
         while (c->valid()) {
           auto key = c->key();
           if (key.size() != 24)
@@ -924,17 +943,26 @@ struct server_store::impl {
     return t.put(meta, "jmoved", v);
   }
 
-  /// Batch `g`'s share of moving the previous epoch into the log: batch i
-  /// of an epoch of E moves the i-th E-th of the users (by uid, up to the
-  /// users that exist now); the epoch's last batch moves the rest and clears
-  /// the table for the next epoch. So every batch moves about the same,
-  /// instead of one batch in E moving everything.
-  status move_share(txn& t, uint64_t g) {
+  /// Batch `g`'s share of moving the previous epoch into the log. The move
+  /// goes in `move_shares` steps, each one more part of the users (by uid,
+  /// up to the users that exist now): gen i of an epoch of E has moved the
+  /// first floor((i + 1) * shares / E) parts, and the epoch's last gen moves
+  /// the rest and clears the table for the next epoch. So the move is spread
+  /// over the epoch instead of one batch moving everything, and with E
+  /// above `move_shares` only every (E / shares)-th gen moves: a part's
+  /// users have their tail pages written once an epoch, and each part costs
+  /// a seek into each of the epoch's gens. A batch that skips gens
+  /// (next_gen) moves the parts of the gens it skipped. `prev` is the gen
+  /// of the batch before.
+  status move_share(txn& t, uint64_t prev, uint64_t g) {
     uint64_t epoch = g / epoch_len;
     if (epoch == 0)
       return {};
     uint64_t i = g % epoch_len;
-    uint64_t lo = i == 0 ? 0 : moved_below(t);
+    // The epoch's first batch (`prev`, the last batch's gen, is in an
+    // earlier epoch) starts the move; later ones go on where it stands.
+    const bool first = prev / epoch_len != epoch;
+    uint64_t lo = first ? 0 : moved_below(t);
     if (i + 1 == epoch_len) {
       if (auto s = move_slice(t, epoch - 1, lo, ~uint64_t{0}); !s)
         return s;
@@ -942,14 +970,35 @@ struct server_store::impl {
         return s;
       return set_moved_below(t, 0);
     }
-    auto n = t.get(meta, "next_uid");
-    if (!n)
-      return n.error();
-    uint64_t users = *n && (*n)->size() == 8 ? get_le64((*n)->data()) : 1;
-    uint64_t hi = std::max(lo, (i + 1) * users / epoch_len);
-    if (auto s = move_slice(t, epoch - 1, lo, hi); !s)
-      return s;
-    return set_moved_below(t, hi);
+    const uint64_t shares = std::min<uint64_t>(epoch_len, move_shares);
+    uint64_t hi = lo;
+    if (uint64_t part = (i + 1) * shares / epoch_len; part > 0) {
+      auto n = t.get(meta, "next_uid");
+      if (!n)
+        return n.error();
+      uint64_t users = *n && (*n)->size() == 8 ? get_le64((*n)->data()) : 1;
+      hi = std::max(lo, part * users / shares);
+    }
+    if (hi > lo)
+      if (auto s = move_slice(t, epoch - 1, lo, hi); !s)
+        return s;
+    // (An epoch's first batch writes where the move stands even when it
+    // moved nothing: after move_all, meta "jmoved" says everything.)
+    return first || hi > lo ? set_moved_below(t, hi) : status{};
+  }
+
+  /// The gen of a batch of `appends` messages after the batch of gen `g`:
+  /// g + 1, or up to g + 8 for a big batch (one per 128 messages), but never
+  /// past the last gen of g's epoch (that gen's batch finishes the previous
+  /// epoch's move). So an epoch holds about as many messages at every batch
+  /// size: E batches of up to ~190 messages, fewer bigger ones. Longer epochs
+  /// write each busy user's tail page in `log` less often, but make its state
+  /// row longer and its share of a move bigger (docs/ARCHITECTURE.md, "the
+  /// journal").
+  uint64_t next_gen(uint64_t g, size_t appends) const {
+    uint64_t k = std::clamp<uint64_t>((appends + 64) / 128, 1, 8);
+    uint64_t last = (g / epoch_len + 1) * epoch_len - 1;
+    return std::min(g + k, g < last ? last : last + epoch_len);
   }
 
   /// Moves everything still in the journal into the log and clears both
@@ -2717,8 +2766,11 @@ status server_store::apply(std::vector<write_op>& ops,
         p.pending_arena.clear();
       }
     } uncache_at_exit{p};
-    p.batch_gen = p.gen + 1;
-    if (auto s = p.move_share(t, p.batch_gen); !s)
+    size_t appends = 0;
+    for (auto& op : ops)
+      appends += std::holds_alternative<append_op>(op) ? 1 : 0;
+    p.batch_gen = p.next_gen(p.gen, appends);
+    if (auto s = p.move_share(t, p.gen, p.batch_gen); !s)
       return s;
     {
       std::string v;

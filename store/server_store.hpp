@@ -30,12 +30,14 @@ struct server_store_options {
   uint32_t token_ttl_s = 365 * 24 * 3600; ///< Default token lifetime.
   /// How long after sending a message may be retracted.
   uint32_t retract_window_s = codec::default_retract_window_s;
-  /// Batches (gens) per journal epoch, 1 to 1024 (docs/ARCHITECTURE.md,
-  /// "the journal"): a longer epoch writes each user's tail page in `log`
-  /// once for more batches. The directory remembers its length (meta
-  /// "jepoch"; 8 before format 4); opening with another one moves the whole
-  /// journal into `log` first.
-  uint32_t journal_epoch = 16;
+  /// Gens per journal epoch, 1 to 1024 (docs/ARCHITECTURE.md, "the
+  /// journal"): a batch is one gen, a big one up to 8, so an epoch of 64 is
+  /// 64 batches of up to ~190 messages and fewer bigger ones. A longer epoch
+  /// writes each user's tail page in `log` once for more messages. The
+  /// directory remembers its length (meta "jepoch"; 8 before format 4, 16
+  /// before session 14); opening with another one moves the whole journal
+  /// into `log` first.
+  uint32_t journal_epoch = 64;
 };
 
 /// On-disk format of the server store; a newer one is refused, older ones

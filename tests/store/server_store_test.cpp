@@ -1465,7 +1465,8 @@ std::pair<size_t, size_t> raw_entries_of(fixture& f, uint64_t uid) {
 
 TEST_CASE("journal: every record reads the same before, during and after "
           "its move into the log, and across a reopen") {
-  fixture f;
+  // Epochs of 16 gens: the 70 one-message batches cross four of them.
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 16; }};
   std::vector<std::string> want;
   uint64_t acked = 0;
   bool seen_both = false; // some records in the log, some in the journal
@@ -1665,7 +1666,7 @@ TEST_CASE("journal: opening with another epoch length moves the journal "
   auto bad = server_store::open(f.dir.path(), f.opts);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().code() == status_code::invalid_argument);
-  CHECK(bad.error().message().find("1 to 1024 (16 is the default)") !=
+  CHECK(bad.error().message().find("1 to 1024 (64 is the default)") !=
         std::string::npos);
   // A length the directory holds but cannot be read is corruption, not 8.
   {
@@ -1683,6 +1684,108 @@ TEST_CASE("journal: opening with another epoch length moves the journal "
   auto corrupt = server_store::open(f.dir.path(), f.opts);
   REQUIRE_FALSE(corrupt.ok());
   CHECK(corrupt.error().code() == status_code::corruption);
+}
+
+TEST_CASE("journal: a big batch takes up to 8 gens, never past its "
+          "epoch's last; every record reads the same, in order, across "
+          "epochs and a reopen") {
+  fixture f{100000, [](server_store_options& o) { o.journal_epoch = 16; }};
+  constexpr size_t n_users = 30;
+  std::vector<uint64_t> uid;
+  for (size_t j = 0; j < n_users; ++j) {
+    auto u = f.db->user_add("demo", "u" + std::to_string(j), "", 0, t0);
+    REQUIRE(u.ok());
+    uid.push_back(u->uid);
+  }
+  std::vector<std::vector<std::string>> want(n_users);
+  uint64_t mid = 0;
+  auto batch = [&](size_t n) {
+    std::vector<write_op> ops;
+    for (size_t k = 0; k < n; ++k) {
+      ++mid;
+      size_t j = mid % n_users;
+      ops.push_back(fixture::message(
+        f.alice.uid, "alice", "a1", mid, "u" + std::to_string(j),
+        codec::message_flags::delivery_receipt, "m" + std::to_string(mid)));
+      want[j].push_back("m" + std::to_string(mid));
+    }
+    for (auto& o : f.apply(std::move(ops)))
+      REQUIRE(o.append.status == message_status::sent);
+  };
+  auto check = [&] {
+    for (size_t j = 0; j < n_users; ++j) {
+      std::vector<std::string> got;
+      uint64_t last = 0;
+      for (auto& r : f.log_of(uid[j])) {
+        REQUIRE(r.seq == last + 1);
+        last = r.seq;
+        got.push_back(f.decode<codec::message>(r).payload);
+      }
+      REQUIRE(got == want[j]);
+      REQUIRE(last == f.db->head(uid[j]));
+    }
+  };
+  auto gen = [&] {
+    uint64_t g = 0;
+    auto st = f.db->environment().write([&](txn& t) -> status {
+      dbi meta;
+      if (auto s = open_tables(t, {{&meta, "meta"}}); !s)
+        return s;
+      auto v = t.get(meta, "jgen");
+      if (!v)
+        return v.error();
+      if (*v && (*v)->size() == 8)
+        for (int b = 7; b >= 0; --b) // little-endian
+          g = (g << 8) | static_cast<unsigned char>((**v)[b]);
+      return {};
+    });
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+    return g;
+  };
+  // Batches of 1, 300 (2 gens) and 1,100 messages (8 gens, or fewer where
+  // the epoch ends sooner): about 150 gens, nine epochs.
+  const size_t sizes[] = {1, 300, 1100};
+  for (int round = 0; round < 40; ++round) {
+    if (round == 20) { // a reopen in the middle of an epoch
+      f.db.reset();
+      auto s = server_store::open(f.dir.path(), f.opts);
+      REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+      f.db = std::move(*s);
+    }
+    uint64_t before = gen();
+    size_t n = sizes[round % 3];
+    batch(n);
+    uint64_t after = gen();
+    uint64_t step = n == 1 ? 1 : n == 300 ? 2 : 8;
+    uint64_t last_of_epoch = (before / 16 + 1) * 16 - 1;
+    CHECK(after == std::min(before + step, before < last_of_epoch
+                                             ? last_of_epoch
+                                             : last_of_epoch + 16));
+    check();
+  }
+  CHECK(gen() > 100);
+  REQUIRE(f.db->flush_journal().ok());
+  for (size_t j = 0; j < n_users; ++j) {
+    auto [in_log, in_journal] = raw_entries_of(f, uid[j]);
+    CHECK(in_journal == 0);
+    CHECK(in_log == f.db->head(uid[j]));
+  }
+  check();
+}
+
+TEST_CASE("journal: a fresh directory at the default epoch length moves "
+          "every epoch into the log") {
+  // The first open moves the (empty) journal and marks it all moved; the
+  // first epoch with something to move must start from the first user.
+  fixture f;
+  for (uint64_t i = 1; i <= 3 * 64 + 5; ++i)
+    f.send(i, "bob", "m" + std::to_string(i));
+  auto msgs = bob_messages(f);
+  REQUIRE(msgs.size() == 3 * 64 + 5);
+  for (size_t k = 0; k < msgs.size(); ++k)
+    REQUIRE(msgs[k] == std::to_string(k + 1) + ":m" + std::to_string(k + 1));
+  auto [in_log, in_journal] = raw_entries_of(f, f.bob.uid);
+  CHECK(in_log >= 2 * 64 - 1); // two epochs moved
 }
 
 TEST_CASE("journal: an epoch's move larger than its memory budget (1 MiB) "
