@@ -869,9 +869,9 @@ struct server_store::impl {
       if (!c)
         return c.error();
       // One seek per gen that holds records: a seek that lands in a later
-      // gen skips the gens between (big batches skip gens, next_gen).
+      // gen goes on from that gen (big batches skip gens, next_gen).
       const uint64_t end = (epoch + 1) * epoch_len;
-      for (uint64_t g = epoch * epoch_len; g < end; ++g) {
+      for (uint64_t g = epoch * epoch_len; g < end;) {
         key_builder k;
         k.u64(g).u64(uid_lo);
         if (auto s = c->seek(k.view()); !s)
@@ -881,13 +881,8 @@ struct server_store::impl {
         if (c->key().size() != 24)
           return corrupt("journal key");
         if (uint64_t kg = get_be64(c->key().data()); kg != g) {
-          if (kg >= end)
-            break;
-          g = kg; // gens before it hold nothing at or above uid_lo
-          if (get_be64(c->key().data() + 8) < uid_lo) {
-            --g; // seek (kg, uid_lo) next
-            continue;
-          }
+          g = kg; // the gens before it hold nothing at or above uid_lo
+          continue;
         }
         while (c->valid()) {
           auto key = c->key();
@@ -905,6 +900,7 @@ struct server_store::impl {
           if (auto s = c->next(); !s)
             return s;
         }
+        ++g;
       }
     }
     if (auto s = write_out(); !s)
