@@ -452,6 +452,7 @@ result<std::unique_ptr<client>> client::create(const client_options& opts,
   if (opts.database.empty()) {
     store::memory_options mo;
     mo.max_messages = opts.memory_messages;
+    mo.max_idle_conversations = opts.memory_idle_conversations;
     ctx->db = store::client_store::open_memory(mo);
   } else {
     store::env_options eo;

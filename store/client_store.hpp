@@ -115,6 +115,14 @@ struct memory_options {
   ///   (which can only mark held messages) brings it to 0. (Its READ receipt
   ///   is then never sent.)
   size_t max_messages = 100000;
+  /// Most conversations kept listed after all their messages were evicted
+  /// (summary() shows them with their last message); 0 = unbounded. Beyond
+  /// it, the ones that emptied first are forgotten: summary() no longer
+  /// lists them, as if they had never held a message. Conversations that
+  /// hold a message are never forgotten. Without this bound a client that
+  /// talks to many peers (a simulator's random pairs) keeps a conversation
+  /// and a message for every peer it ever had, whatever max_messages says.
+  size_t max_idle_conversations = 10000;
 };
 
 /// The local id of a message pulled by history sync: in time order with

@@ -17,6 +17,10 @@
 //             first: run_ an ascending deque for the usual case (messages
 //             become final in id order: O(1)), heap_ a min-heap for the
 //             rest; stale entries (removed, requeued) are skipped when taken
+//   idle_     conversations whose messages were all evicted, in the order
+//             they emptied (memory_options::max_idle_conversations); an
+//             entry is stale once its conversation holds a message again
+//             or is gone, and is skipped when taken
 //
 // One std::shared_mutex: shared for reads, exclusive for writes.
 
@@ -137,7 +141,7 @@ class memory_client_store final : public client_store {
 
  public:
   explicit memory_client_store(const memory_options& opts)
-    : max_(opts.max_messages) {
+    : max_(opts.max_messages), max_idle_(opts.max_idle_conversations) {
     // nop
   }
 
@@ -577,10 +581,67 @@ class memory_client_store final : public client_store {
     return it == peers_.end() ? nullptr : &it.value();
   }
 
+  /// The conversation of `m`, made when new; one that was idle (all its
+  /// messages evicted) stops being idle, as a message goes in.
   conversation& make_conv(const client_message& m) {
-    if (m.group_id != 0)
-      return groups_[m.group_id];
-    return peers_.try_emplace(m.peer).first.value();
+    conversation* c = nullptr;
+    bool made = false;
+    if (m.group_id != 0) {
+      auto [it, fresh] = groups_.try_emplace(m.group_id);
+      c = &it->second;
+      made = fresh;
+    } else {
+      auto [it, fresh] = peers_.try_emplace(m.peer);
+      c = &it.value();
+      made = fresh;
+    }
+    if (!made && c->ids.empty() && idle_count_ > 0)
+      --idle_count_;
+    return *c;
+  }
+
+  /// `c` (of `m`) just lost its last held message to eviction: it is idle.
+  void note_idle(const client_message& m, const conversation& c) {
+    ++idle_count_;
+    idle_.push_back(idle_entry{c.last_id, m.group_id,
+                               m.group_id != 0 ? std::string{} : m.peer});
+  }
+
+  /// Forgets the conversations that emptied first while more than
+  /// max_idle_ are idle.
+  void forget_idle() {
+    if (max_idle_ == 0)
+      return;
+    while (idle_count_ > max_idle_ && !idle_.empty()) {
+      auto e = std::move(idle_.front());
+      idle_.pop_front();
+      auto* c = find_conv(e.peer, e.group_id);
+      if (c == nullptr || !c->ids.empty() || c->last_id != e.last_id)
+        continue; // stale: it holds a message again, or is gone
+      if (e.group_id != 0)
+        groups_.erase(e.group_id);
+      else
+        peers_.erase(e.peer);
+      --idle_count_;
+    }
+    // Stale entries are dropped when they surface; rebuild the queue
+    // should they ever outnumber the idle conversations.
+    if (idle_.size() > 2 * idle_count_ + 1024) {
+      std::vector<idle_entry> v;
+      for (auto& [peer, c] : peers_)
+        if (c.ids.empty())
+          v.push_back(idle_entry{c.last_id, 0, peer});
+      for (auto& [group, c] : groups_)
+        if (c.ids.empty())
+          v.push_back(idle_entry{c.last_id, group, {}});
+      std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+        return a.last_id < b.last_id;
+      });
+      idle_.clear();
+      for (auto& e : v)
+        idle_.push_back(std::move(e));
+      idle_count_ = idle_.size();
+    }
   }
 
   void drop_conv(const client_message& m) {
@@ -702,6 +763,8 @@ class memory_client_store final : public client_store {
           evicted_seq_ = std::max(evicted_seq_, m.seq);
         if (c->last_id == id)
           c->evicted_last = std::move(it.value()); // no copy
+        if (c->ids.empty())
+          note_idle(m, *c);
       } else if (c->ids.empty()) {
         drop_conv(m); // the conversation is empty now
       } else if (c->last_id == id) {
@@ -740,6 +803,7 @@ class memory_client_store final : public client_store {
       if (it != msgs_.end() && evictable(*it->second))
         erase(it, true);
     }
+    forget_idle();
     // Stale entries (removed, requeued, pushed twice) are dropped when they
     // surface; rebuild the heap should they ever outnumber the messages.
     if (run_.size() + heap_.size() > 2 * msgs_.size() + 1024) {
@@ -754,7 +818,16 @@ class memory_client_store final : public client_store {
     }
   }
 
-  const size_t max_; ///< memory_options::max_messages (0: no cap).
+  const size_t max_;      ///< memory_options::max_messages (0: no cap).
+  const size_t max_idle_; ///< memory_options::max_idle_conversations.
+  /// A conversation that became idle (idle_): which, and its last id then.
+  struct idle_entry {
+    uint64_t last_id = 0;
+    uint32_t group_id = 0;
+    std::string peer; ///< Empty for a group.
+  };
+  std::deque<idle_entry> idle_;
+  size_t idle_count_ = 0; ///< Conversations idle now (idle_ has stale ones).
   mutable std::shared_mutex mu_;
   std::string device_id_;
   uint64_t last_id_ = 0; ///< Highest id handed out.

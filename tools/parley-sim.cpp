@@ -123,6 +123,13 @@ int main(int argc, char** argv) {
                 "(the oldest finished ones are evicted beyond it)")
     ->check(CLI::Range(size_t{1}, size_t{1} << 30))
     ->capture_default_str();
+  app
+    .add_option("--client-conversations", o.client_conversations,
+                "conversations each simulated user's in-memory database "
+                "keeps after all their messages were evicted (the ones "
+                "that emptied first are forgotten beyond it)")
+    ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+    ->capture_default_str();
   app.add_option("--json", o.json_file, "write the JSON report to this file");
   app.add_flag("--quiet,-q", quiet, "no progress line");
   CLI11_PARSE(app, argc, argv);

@@ -329,9 +329,13 @@ struct client_options {
   /// memory: nothing survives the client, no file is opened (what a
   /// simulator of thousands of users wants), and at most
   /// `memory_messages` messages are held: beyond that the oldest finished
-  /// ones (received, or sent and at their last status) are dropped.
+  /// ones (received, or sent and at their last status) are dropped. A
+  /// conversation whose messages were all dropped stays in summary() with
+  /// its last message; beyond `memory_idle_conversations` of those, the
+  /// ones that emptied first are forgotten (0: never).
   std::string database;
   size_t memory_messages = 100000;
+  size_t memory_idle_conversations = 10000;
   /// Device id; empty: made once and kept in the database.
   std::string device_id;
   /// Reconnect backoff: first delay and the ceiling (with jitter).

@@ -1097,6 +1097,66 @@ TEST_CASE("memory: summary and unread counts after eviction") {
   CHECK(f.summary()[0].last.id == b4);
 }
 
+TEST_CASE("memory: beyond max_idle_conversations the first emptied go") {
+  auto mo = cap(2);
+  mo.max_idle_conversations = 2;
+  fixture f{true, mo};
+  auto peers = [&] {
+    std::string out;
+    for (auto& c : f.summary())
+      out +=
+        (c.group_id != 0 ? "g" + std::to_string(c.group_id) : c.peer) + " ";
+    return out;
+  };
+  f.receive("p1", 0, 1, 1, "a");
+  f.receive("p2", 0, 2, 1, "a");
+  f.receive("p3", 7, 3, 1, "a"); // a group conversation
+  f.receive("p4", 0, 4, 1, "a");
+  // p1 and the group hold nothing now: idle, listed, within the bound.
+  CHECK(peers() == "p4 g7 p2 p1 ");
+  f.receive("p5", 0, 5, 1, "a");
+  // Three idle: p1, which emptied first, is forgotten.
+  CHECK(peers() == "p5 p4 g7 p2 ");
+  // A message to an idle conversation makes it busy again.
+  auto b = f.receive("p2", 0, 6, 2, "b");
+  CHECK(peers() == "p2 p5 p4 g7 ");
+  f.receive("p6", 0, 7, 1, "a");
+  // Idle: g7, p4, p5; p2's old turn is stale (it holds b), so the group
+  // goes.
+  CHECK(peers() == "p6 p2 p5 p4 ");
+  CHECK(f.held(b));
+  CHECK(f.page("", 7, 0, 10, read_order::newest_first).empty());
+  // A forgotten conversation comes back with its next message.
+  f.receive("p1", 0, 8, 2, "c");
+  CHECK(peers() == "p1 p6 p2 p5 ");
+}
+
+TEST_CASE("memory: the idle conversations' queue stays bounded") {
+  // Two peers take turns: each message evicts the other's and makes that
+  // conversation idle, then busy again, so most queue entries go stale.
+  auto mo = cap(1);
+  mo.max_idle_conversations = 3;
+  fixture f{true, mo};
+  uint64_t seq = 0;
+  for (uint64_t k = 1; k <= 3000; ++k) {
+    f.receive("a", 0, ++seq, k, "x");
+    f.receive("b", 0, ++seq, k, "x");
+  }
+  auto s = f.summary();
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].peer == "b");
+  CHECK(s[1].peer == "a");
+  CHECK(s[1].last.payload == "x");
+  // The bound still holds after the queue was rebuilt: of c1..c6 each
+  // evicted in turn, the idle ones kept are the three that emptied last.
+  for (int i = 1; i <= 6; ++i)
+    f.receive("c" + std::to_string(i), 0, ++seq, 1, "y");
+  std::string out;
+  for (auto& c : f.summary())
+    out += c.peer + " ";
+  CHECK(out == "c6 c5 c4 c3 ");
+}
+
 // -- both backends agree
 // ---------------------------------------------------------------------
 

@@ -920,6 +920,7 @@ result<report> run(const options& o) {
     // given what earlier runs' devices did not store.
     co.device_id = "parley-sim-device";
     co.memory_messages = o.client_messages;
+    co.memory_idle_conversations = o.client_conversations;
     // Back soon after a fault: the run waits for what is in flight.
     co.backoff_max = milliseconds(2000);
     co.tls_resume = o.tls_resume;

@@ -83,6 +83,12 @@ struct options {
   /// 1.3 KiB per message for the whole of a 10 s chat, fresh pages the
   /// kernel zeroes, on the cores the server shares.
   size_t client_messages = 64;
+  /// Conversations each user's database keeps listed after all their
+  /// messages were evicted (client_options::memory_idle_conversations).
+  /// With random pairs a user meets most of the others: kept for every
+  /// peer, they grew the simulator by ~300 bytes per conversation, and
+  /// page faults were a tenth of its thread's time.
+  size_t client_conversations = 64;
   // Output.
   std::string json_file;
   bool progress = true;
